@@ -1,0 +1,85 @@
+"""Wiring only: routes, parsing, authorisation hooks. The rules live in chalicelib."""
+from chalice import Chalice
+
+from chalicelib import api, clock, config, http
+from chalicelib.catalog import catalog
+from chalicelib.credits import models
+
+app = Chalice(app_name="studio-credits")
+models.bind(config.settings())
+req = lambda: app.current_request  # noqa: E731
+
+
+@app.route("/v1/catalog", methods=["GET"])
+@http.handled
+def get_catalog():
+    return catalog().public()
+
+
+@app.route("/v1/estimate", methods=["POST"])
+@http.handled
+def estimate():
+    return api.estimate(http.parse(req(), http.EstimateBody))
+
+
+@app.route("/v1/me", methods=["GET"])
+@http.handled
+def me():
+    return api.me(http.principal(req()), clock.now())
+
+
+@app.route("/v1/workspaces", methods=["POST"])
+@http.handled
+def create_workspace():
+    who = http.principal(req())
+    body = http.parse(req(), http.WorkspaceBody)
+    return http.json_response(api.create_workspace(who, body, clock.now()), 201)
+
+
+@app.route("/v1/workspaces/{ws}/subscription", methods=["GET"])
+@http.handled
+def subscription(ws):
+    return api.subscription(http.principal(req()), ws, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/ledger", methods=["GET"])
+@http.handled
+def ledger(ws):
+    who = http.principal(req())
+    limit = http.query_int(req(), "limit", 50, 1, 100)
+    cursor = (req().query_params or {}).get("cursor")
+    return api.ledger_page(who, ws, limit, cursor, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/charges", methods=["POST"])
+@http.handled
+def charge(ws):
+    who = http.principal(req())
+    body = http.parse(req(), http.ChargeBody)
+    key = (req().headers or {}).get("idempotency-key")
+    return http.json_response(api.charge(who, ws, body, key, clock.now()), 201)
+
+
+@app.route("/v1/workspaces/{ws}/holds", methods=["POST"])
+@http.handled
+def hold(ws):
+    who = http.principal(req())
+    body = http.parse(req(), http.HoldBody)
+    key = (req().headers or {}).get("idempotency-key")
+    return http.json_response(api.hold(who, ws, body, key, clock.now()), 201)
+
+
+@app.route("/v1/workspaces/{ws}/holds/{hold_id}/capture", methods=["POST"])
+@http.handled
+def capture(ws, hold_id):
+    who = http.principal(req())
+    body = http.parse(req(), http.CaptureBody)
+    return api.capture(who, ws, hold_id, body, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/holds/{hold_id}/release", methods=["POST"])
+@http.handled
+def release(ws, hold_id):
+    who = http.principal(req())
+    http.parse(req(), http.Body)
+    return api.release(who, ws, hold_id, clock.now())

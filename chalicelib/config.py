@@ -1,0 +1,64 @@
+"""Settings from the environment, read once per process (a Lambda cold start)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+LOCAL_STAGES = frozenset({"local", "test", "dev"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    table_name: str
+    region: str
+    dynamodb_endpoint: str | None  # set only for the embedded store
+    auth_dev_secret: str | None  # HS256 dev tokens; refused in prod
+    auth_issuer: str | None
+    auth_audience: str
+    auth_jwks_url: str | None
+    stripe_secret_key: str | None
+    stripe_webhook_secrets: tuple[str, ...]
+    public_url: str
+    max_body_bytes: int
+
+    @property
+    def is_local(self) -> bool:
+        return self.stage in LOCAL_STAGES
+
+    @property
+    def dev_tokens_allowed(self) -> bool:
+        return self.is_local and bool(self.auth_dev_secret)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+def from_env(env: os._Environ | dict = os.environ) -> Settings:
+    return Settings(
+        stage=env.get("STAGE", "local"),
+        table_name=env.get("TABLE_NAME", "credits"),
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "eu-west-1",
+        dynamodb_endpoint=env.get("DYNAMODB_ENDPOINT") or None,
+        auth_dev_secret=env.get("AUTH_DEV_SECRET") or None,
+        auth_issuer=env.get("AUTH_ISSUER") or None,
+        auth_audience=env.get("AUTH_AUDIENCE") or "studio-credits",
+        auth_jwks_url=env.get("AUTH_JWKS_URL") or None,
+        stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
+        stripe_webhook_secrets=_split(env.get("STRIPE_WEBHOOK_SECRET")),
+        public_url=(env.get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+        max_body_bytes=int(env.get("MAX_BODY_BYTES", "65536")),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return from_env()
+
+
+def reload() -> Settings:
+    """Re-read the environment (tests and the local server change it before serving)."""
+    settings.cache_clear()
+    return settings()
