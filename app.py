@@ -8,6 +8,8 @@ from chalicelib.credits import models
 app = Chalice(app_name="studio-credits")
 models.bind(config.settings())
 req = lambda: app.current_request  # noqa: E731
+# Bodies are parsed as JSON whatever their declared type (curl -d sends form-encoded).
+BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
 
 
 @app.route("/v1/catalog", methods=["GET"])
@@ -16,7 +18,7 @@ def get_catalog():
     return catalog().public()
 
 
-@app.route("/v1/estimate", methods=["POST"])
+@app.route("/v1/estimate", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def estimate():
     return api.estimate(http.parse(req(), http.EstimateBody))
@@ -28,7 +30,7 @@ def me():
     return api.me(http.principal(req()), clock.now())
 
 
-@app.route("/v1/workspaces", methods=["POST"])
+@app.route("/v1/workspaces", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def create_workspace():
     who = http.principal(req())
@@ -51,7 +53,7 @@ def ledger(ws):
     return api.ledger_page(who, ws, limit, cursor, clock.now())
 
 
-@app.route("/v1/workspaces/{ws}/charges", methods=["POST"])
+@app.route("/v1/workspaces/{ws}/charges", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def charge(ws):
     who = http.principal(req())
@@ -60,7 +62,7 @@ def charge(ws):
     return http.json_response(api.charge(who, ws, body, key, clock.now()), 201)
 
 
-@app.route("/v1/workspaces/{ws}/holds", methods=["POST"])
+@app.route("/v1/workspaces/{ws}/holds", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def hold(ws):
     who = http.principal(req())
@@ -69,7 +71,7 @@ def hold(ws):
     return http.json_response(api.hold(who, ws, body, key, clock.now()), 201)
 
 
-@app.route("/v1/workspaces/{ws}/holds/{hold_id}/capture", methods=["POST"])
+@app.route("/v1/workspaces/{ws}/holds/{hold_id}/capture", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def capture(ws, hold_id):
     who = http.principal(req())
@@ -77,7 +79,7 @@ def capture(ws, hold_id):
     return api.capture(who, ws, hold_id, body, clock.now())
 
 
-@app.route("/v1/workspaces/{ws}/holds/{hold_id}/release", methods=["POST"])
+@app.route("/v1/workspaces/{ws}/holds/{hold_id}/release", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def release(ws, hold_id):
     who = http.principal(req())

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 LOCAL_STAGES = frozenset({"local", "test", "dev"})
+# Defaults that only the local stage may fall back on; `make run` prints them.
+LOCAL_DEFAULTS = {
+    "AUTH_DEV_SECRET": "local-dev-secret-not-for-any-deployed-stage",
+    "STRIPE_WEBHOOK_SECRET": "whsec_local_stand_in_secret",
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,15 @@ def _split(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
+def defaulted(env=os.environ) -> dict[str, str]:
+    """The local defaults in force because the environment left them unset."""
+    if env.get("STAGE", "local") != "local":
+        return {}
+    return {k: v for k, v in LOCAL_DEFAULTS.items() if not env.get(k)}
+
+
 def from_env(env: os._Environ | dict = os.environ) -> Settings:
+    env = {**defaulted(env), **env}
     return Settings(
         stage=env.get("STAGE", "local"),
         table_name=env.get("TABLE_NAME", "credits"),

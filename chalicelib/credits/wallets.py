@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 
 from dateutil.relativedelta import relativedelta
@@ -133,18 +134,28 @@ def credits_for_cycle(w: Wallet, start: datetime, end: datetime) -> int:
     return int(w.contract_credits) if plan.contract else plan.credits_per_cycle
 
 
-def renew_due(w: Wallet, now: datetime) -> bool:
+@dataclass(frozen=True)
+class Renewed:
+    cycles: int
+    granted: int
+    expired: int
+
+
+def renew_due(w: Wallet, now: datetime) -> Renewed | None:
     """Close every cycle that has ended: expire the plan credits left (above the rollover cap) and
     grant the next cycle if it is paid for, each a ledger entry naming its cycle. The write is
     conditioned on the wallet as read, so a cycle renews exactly once whoever races."""
     if int(w.cycle_end) > int(now.timestamp()):
-        return False
+        return None
     plan = catalog().plan(w.plan_id)
     anchor = rules.as_utc(w.anchor)
     start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
     remaining, seq, ops = int(w.plan), w.last, []
+    cycles = total_granted = total_expired = 0
     while end <= now:
+        cycles += 1
         keep = min(remaining, plan.rollover_cap)
+        total_expired += remaining - keep
         if remaining - keep:
             seq = rules.next_seq(now, seq)
             ops.append(Put(Entry(w.pk, f"expire#{rules.iso(start)}", seq=seq, kind="expire",
@@ -152,6 +163,7 @@ def renew_due(w: Wallet, now: datetime) -> bool:
                                  actor=SYSTEM_ACTOR.label), Entry.sk.does_not_exist()))
         start, end = end, rules.cycle_at(anchor, end)[1]
         granted = credits_for_cycle(w, start, end)
+        total_granted += granted
         if granted:
             seq = rules.next_seq(now, seq)
             ops.append(Put(Entry(w.pk, f"grant#{rules.iso(start)}", seq=seq, kind="grant",
@@ -169,8 +181,8 @@ def renew_due(w: Wallet, now: datetime) -> bool:
     try:
         transact([*ops, Update(wallet_key(w.pk), actions, cond)])
     except Cancelled:
-        return False  # someone else renewed or wrote first; the caller reads again
-    return True
+        return None  # someone else renewed or wrote first; the caller reads again
+    return Renewed(cycles, total_granted, total_expired)
 
 
 # --- the subscription view -----------------------------------------------------------------
