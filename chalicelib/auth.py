@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-
-import jwt
+from typing import TYPE_CHECKING
 
 from . import config
 from .errors import Unauthenticated
+
+if TYPE_CHECKING:
+    import jwt
 
 SERVICE_SCOPE = "credits:service"
 DEV_ISSUER = "studio-credits-dev"
@@ -28,10 +30,14 @@ class Principal:
 
 @lru_cache(maxsize=4)
 def _jwks_client(url: str) -> jwt.PyJWKClient:
+    import jwt
+
     return jwt.PyJWKClient(url, cache_keys=True, lifespan=3600)
 
 
 def _key_and_algorithms(token: str, s: config.Settings):
+    import jwt
+
     if s.auth_jwks_url:
         try:
             return _jwks_client(s.auth_jwks_url).get_signing_key_from_jwt(token).key, ["RS256"]
@@ -50,6 +56,10 @@ def authenticate(authorization: str | None, s: config.Settings | None = None) ->
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Expected 'Authorization: Bearer <token>'.")
     token = token.strip()
+    # PyJWT (and cryptography under it) loads on the first token, not on import: the catalog
+    # and Stripe's webhook never need it.
+    import jwt
+
     try:
         key, algorithms = _key_and_algorithms(token, s)
         claims = jwt.decode(
@@ -83,4 +93,6 @@ def mint_dev_token(user_id: str, scope: str = "", ttl: int = 86400, s: config.Se
         claims["iss"] = s.auth_issuer
     if scope:
         claims["scope"] = scope
+    import jwt
+
     return jwt.encode(claims, s.auth_dev_secret, algorithm="HS256")

@@ -8,39 +8,23 @@ import logging
 from typing import Any, Callable, TypeVar
 
 from chalice import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from . import auth, config
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 
 log = logging.getLogger("credits")
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def __getattr__(name: str):
+    # Body models (pydantic) load on first use: routes without a body, like balance reads and
+    # the catalog, do not pay for importing pydantic on a cold start.
+    from . import bodies
 
-
-class EstimateBody(Body):
-    service: StrictStr
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class ChargeBody(EstimateBody):
-    user_id: StrictStr | None = None
-    idempotency_key: StrictStr | None = None
-
-
-class HoldBody(ChargeBody):
-    ttl_seconds: StrictInt | None = None
-
-
-class CaptureBody(Body):
-    credits: StrictInt | None = None
-
-
-class WorkspaceBody(Body):
-    name: StrictStr = Field(min_length=1, max_length=100)
+    try:
+        return getattr(bodies, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -84,6 +68,8 @@ def parse(request, model: type[M]) -> M:
         raise InvalidRequest("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise InvalidRequest("The body must be a JSON object.")
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as e:

@@ -42,7 +42,7 @@ def balance_after(workspace_id: str, seq: str) -> rules.Balance:
             if not start:
                 break
         wallet, entries = items[0], items[1:]
-        if not _consistent(wallet, entries):
+        if not _consistent(wallet, entries) or not entries or entries[-1].seq != seq:
             continue
         return rules.balances_newest_first(wallet_balance(wallet), [_deltas(e) for e in entries])[-1]
     raise Unavailable("The ledger is being written; retry.", retry_after=1)

@@ -81,8 +81,10 @@ class _Retry(Exception):
     pass
 
 
-def _replay(workspace_id: str, sk: str, fp: str) -> dict:
-    entry = Entry.get(workspace_id, sk, consistent_read=True)
+def _replay(workspace_id: str, sk: str, fp: str, first: dict | None) -> dict:
+    """The key was used before: answer as the first time, from the entry the refused write
+    returned (no extra read), or refuse a different request under the same key."""
+    entry = Entry.from_raw_data(first) if first else Entry.get(workspace_id, sk, consistent_read=True)
     if rules.replay_outcome(entry.fp, fp) == "conflict":
         raise IdempotencyConflict()
     answer = plain(entry.answer)
@@ -117,7 +119,7 @@ def _spend(workspace_id: str, actor: Actor, kind: str, cost: int, key: str, fp: 
             ])
         except Cancelled as c:
             if 0 in c.failed:  # the key was used before: this is a retry (or a conflict)
-                return _replay(workspace_id, sk, fp)
+                return _replay(workspace_id, sk, fp, c.failed[0])
             state.wallet = Wallet.from_raw_data(c.failed[1]) if c.failed.get(1) else None
             try:
                 split = _diagnose(state.wallet, actor, cost, now)

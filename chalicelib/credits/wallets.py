@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from dateutil.relativedelta import relativedelta
-from ulid import ULID
 
 from ..catalog import catalog
 from ..errors import Forbidden, NotFound
@@ -25,7 +24,7 @@ def personal_workspace_id(user_id: str) -> str:
 
 
 def team_workspace_id() -> str:
-    return "ws_t" + str(ULID()).lower()
+    return "ws_t" + rules.new_ulid(datetime.now(timezone.utc)).lower()
 
 
 def _shard(workspace_id: str) -> str:
