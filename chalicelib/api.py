@@ -114,4 +114,4 @@ def release(who: Principal, workspace_id: str, hold_id: str, now: datetime) -> d
 
 
 def _settler(who: Principal) -> Actor:
-    return Actor(who.user_id, via=who.user_id) if who.is_service else Actor(who.user_id)
+    return Actor.service(who.user_id) if who.is_service else Actor(who.user_id)

@@ -27,6 +27,7 @@ class Settings:
     stripe_webhook_secrets: tuple[str, ...]
     public_url: str
     max_body_bytes: int
+    renewal_queue: str  # SQS queue the daily job fans out to on busy days
 
     @property
     def is_local(self) -> bool:
@@ -63,6 +64,7 @@ def from_env(env: os._Environ | dict = os.environ) -> Settings:
         stripe_webhook_secrets=_split(env.get("STRIPE_WEBHOOK_SECRET")),
         public_url=(env.get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
         max_body_bytes=int(env.get("MAX_BODY_BYTES", "65536")),
+        renewal_queue=env.get("RENEWAL_QUEUE", "studio-credits-renewals"),
     )
 
 

@@ -63,10 +63,6 @@ class NotFound(ServiceError):
     status, code = 404, "not_found"
 
 
-class MethodNotAllowed(ServiceError):
-    status, code = 405, "method_not_allowed"
-
-
 class IdempotencyConflict(ServiceError):
     status, code = 409, "idempotency_conflict"
 

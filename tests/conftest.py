@@ -26,16 +26,24 @@ from chalicelib.credits import models  # noqa: E402
 T0 = datetime(2027, 1, 31, 9, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def ddb():
-    """A fresh in-process table for one test."""
+@pytest.fixture(scope="package")
+def moto_aws():
+    """In-process moto for a package of tests; botocore clients are made once for all of them."""
     from moto import mock_aws
 
     with mock_aws():
         config.reload()
         models.bind(config.settings())
-        models.create_table()
         yield
+
+
+@pytest.fixture
+def ddb(moto_aws):
+    """A fresh, empty table for one test."""
+    if models.Wallet.exists():
+        models.Wallet.delete_table()
+    models.create_table()
+    yield
 
 
 @pytest.fixture

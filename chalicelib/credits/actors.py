@@ -15,9 +15,16 @@ class Actor:
     def is_service(self) -> bool:
         return self.via is not None
 
+    @classmethod
+    def service(cls, service_id: str) -> "Actor":
+        """A generation service acting on a hold, for whoever created it."""
+        return cls(service_id, via=service_id)
+
     @property
     def label(self) -> str:
-        return self.user_id if self.via is None else f"{self.user_id} via {self.via}"
+        if self.via is None:
+            return self.user_id
+        return self.via if self.user_id == self.via else f"{self.user_id} via {self.via}"
 
 
 SYSTEM_ACTOR = Actor(SYSTEM)

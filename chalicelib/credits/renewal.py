@@ -1,12 +1,15 @@
 """The daily job: renew every wallet whose cycle ended on or before a moment.
 
 Due wallets are found through the sparse `by_renewal` index, shard by shard, so the job's
-requests grow with the wallets due, not with all wallets."""
+requests grow with the wallets due, not with all wallets. A day with more due wallets than one
+invocation should handle fans out: batches of wallet ids go to SQS, and each message renews its
+batch. Renewing is idempotent, so a message delivered twice changes nothing the second time."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Iterator
+from datetime import datetime, timezone
+from typing import Callable, Iterator
 
 from ..errors import NotFound
 from .models import Wallet
@@ -14,10 +17,16 @@ from .store import get_wallet
 from .wallets import RENEW_SHARDS, renew_due
 
 
+FANOUT_ABOVE = 200  # due wallets one invocation renews itself
+BATCH = 25  # wallet ids per SQS message
+
+
 @dataclass
 class Report:
     moment: datetime
     due: int = 0
+    queued: int = 0
+    messages: int = 0
     renewed: int = 0
     cycles: int = 0
     granted: int = 0
@@ -25,9 +34,10 @@ class Report:
     renewed_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        queued = f", {self.queued} queued in {self.messages} message(s)" if self.queued else ""
         return (f"renew as of {self.moment.strftime('%Y-%m-%dT%H:%M:%SZ')}: {self.due} wallet(s) due, "
                 f"{self.renewed} renewed, {self.cycles} cycle(s) closed, {self.granted} credits granted, "
-                f"{self.expired} credits expired")
+                f"{self.expired} credits expired{queued}")
 
 
 def due_wallets(moment: datetime) -> Iterator[str]:
@@ -57,10 +67,17 @@ def renew_one(workspace_id: str, moment: datetime, report: Report) -> None:
             return
 
 
-def run(moment: datetime, progress: bool = False) -> Report:
+def run(moment: datetime, progress: bool = False, send: Callable[[str], None] | None = None) -> Report:
+    """Renew what is due; with `send` (the scheduled job), hand batches to SQS on busy days."""
     report = Report(moment)
     ids = sorted(set(due_wallets(moment)))
     report.due = len(ids)
+    if send is not None and len(ids) > FANOUT_ABOVE:
+        for i in range(0, len(ids), BATCH):
+            send(batch_message(moment, ids[i:i + BATCH]))
+            report.messages += 1
+        report.queued = len(ids)
+        return report
     if progress and len(ids) > 50:
         from tqdm import tqdm
 
@@ -68,3 +85,32 @@ def run(moment: datetime, progress: bool = False) -> Report:
     for workspace_id in ids:
         renew_one(workspace_id, moment, report)
     return report
+
+
+def batch_message(moment: datetime, workspace_ids: list[str]) -> str:
+    return json.dumps({"moment": int(moment.timestamp()), "workspace_ids": workspace_ids})
+
+
+def run_batch(body: str) -> Report:
+    """One SQS message of the fan-out."""
+    data = json.loads(body)
+    moment = datetime.fromtimestamp(data["moment"], tz=timezone.utc)
+    report = Report(moment, due=len(data["workspace_ids"]))
+    for workspace_id in data["workspace_ids"]:
+        renew_one(workspace_id, moment, report)
+    return report
+
+
+def sqs_sender(queue_name: str) -> Callable[[str], None]:
+    """Sends to the renewal queue with botocore (already loaded by PynamoDB; no boto3 needed)."""
+    target: dict = {}
+
+    def send(body: str) -> None:
+        if not target:  # only a busy day pays for the client and the queue's URL
+            import botocore.session
+
+            target["client"] = client = botocore.session.get_session().create_client("sqs")
+            target["url"] = client.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        target["client"].send_message(QueueUrl=target["url"], MessageBody=body)
+
+    return send

@@ -84,11 +84,11 @@ def replay_outcome(stored_fp: str | None, fp: str) -> str:
     return "replay" if stored_fp == fp else "conflict"
 
 
-IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_\-:.]{1,128}")
 
 
 def valid_idempotency_key(key: Any) -> bool:
-    return isinstance(key, str) and bool(IDEMPOTENCY_KEY.match(key))
+    return isinstance(key, str) and IDEMPOTENCY_KEY.fullmatch(key) is not None
 
 
 # --- ordering -------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def seq_time(seq: str) -> datetime:
 
 # --- holds ----------------------------------------------------------------------------------
 
-HOLD_ID = re.compile(r"^hold_([0-9A-HJKMNP-TV-Z]{26})_([0-9]{1,12})_([0-9]{1,12})$")
+HOLD_ID = re.compile(r"hold_([0-9A-HJKMNP-TV-Z]{26})_([0-9]{1,12})_([0-9]{1,12})")
 
 
 def hold_id(seq: str, held_plan: int, held_topup: int) -> str:
@@ -141,7 +141,7 @@ def hold_id(seq: str, held_plan: int, held_topup: int) -> str:
 
 
 def parse_hold_id(value: str) -> tuple[str, int, int] | None:
-    m = HOLD_ID.match(value or "")
+    m = HOLD_ID.fullmatch(value or "")
     if not m:
         return None
     return m.group(1), int(m.group(2)), int(m.group(3))

@@ -166,7 +166,8 @@ def hold(workspace_id: str, actor: Actor, service_id: Any, options: Any, ttl: in
 def _settle_condition(hid: str, p: int, t: int, actor: Actor | None, now: datetime, seq: str,
                       plan_expired: bool, expired_ok: bool):
     h = Wallet.holds[hid]
-    cond = (h["p"] == p) & (h["t"] == t) & (Wallet.last < seq)
+    # A cycle that has ended renews first, so returned plan credits of that cycle expire with it.
+    cond = (h["p"] == p) & (h["t"] == t) & (Wallet.last < seq) & (Wallet.cycle_end > int(now.timestamp()))
     cond &= (h["x"] <= int(now.timestamp())) if expired_ok else (h["x"] > int(now.timestamp()))
     cond &= h["e"].exists() if plan_expired else h["e"].does_not_exist()
     if actor is not None and not actor.is_service:
@@ -176,7 +177,8 @@ def _settle_condition(hid: str, p: int, t: int, actor: Actor | None, now: dateti
 
 def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, now: datetime,
            *, expired_ok: bool = False) -> dict:
-    """Capture (captured credits) or release (captured=0) an open hold, exactly once."""
+    """Capture (captured credits) or release (captured=None) an open hold, exactly once.
+    `expired_ok` is the system returning an expired hold's credits."""
     parsed = rules.parse_hold_id(hold_id)
     if parsed is None:
         raise NotFound("No such hold.")
@@ -188,42 +190,53 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
         raise InvalidRequest(f"credits must be an integer from 0 to the {reserved} held.")
     s = rules.settle_hold(p, t, taken)
     sk = f"settle#{hold_seq}"
+    # What identifies this request: a retry of it replays the first answer; anything else
+    # (a capture after a release, a person's release after the expiry) finds the hold closed.
+    fp = "expiry" if expired_ok else f"{kind}:{taken}"
     last, plan_expired = "", False
-    checked_actor = None if actor is SYSTEM_ACTOR else actor
+    checked = None if actor is SYSTEM_ACTOR else actor
     for attempt in range(MAX_ATTEMPTS):
         seq = rules.next_seq(now, last)
         back_plan = 0 if plan_expired else s.returned_plan
-        answer = {"hold_id": hold_id, "captured": s.captured, "returned": s.returned} if kind == "capture" \
-            else {"hold_id": hold_id, "returned": s.returned}
-        ref = {"type": "hold", "id": hold_id}
-        if plan_expired and s.returned_plan:
-            ref["expired"] = s.returned_plan  # plan credits whose cycle ended while held
-        if expired_ok:
-            ref["reason"] = "expired"
+        lapsed = s.returned_plan - back_plan  # plan credits whose cycle ended while held
+        answer = {"hold_id": hold_id, "captured": s.captured} if kind == "capture" else {"hold_id": hold_id}
+        answer["returned"] = back_plan + s.returned_topup
+        if lapsed:
+            answer["expired"] = lapsed
+        ref = {"type": "hold", "id": hold_id, **({"expired": lapsed} if lapsed else {}),
+               **({"reason": "expired"} if expired_ok else {})}
         entry = Entry(workspace_id, sk, seq=seq, kind=kind, plan_delta=back_plan,
                       topup_delta=s.returned_topup, held_delta=-reserved, ref=ref,
-                      actor=actor.label, fp=kind, answer=answer)
+                      actor=actor.label, fp=fp, answer=answer)
         actions = [Wallet.holds[hold_id].remove(), Wallet.plan.add(back_plan),
                    Wallet.topup.add(s.returned_topup), Wallet.held.add(-reserved), Wallet.last.set(seq)]
         try:
             transact([
                 Put(entry, Entry.sk.does_not_exist()),
                 Update(wallet_key(workspace_id), actions,
-                       _settle_condition(hold_id, p, t, checked_actor, now, seq, plan_expired, expired_ok)),
+                       _settle_condition(hold_id, p, t, checked, now, seq, plan_expired, expired_ok)),
             ])
         except Cancelled as c:
             if 0 in c.failed:
                 first = Entry.from_raw_data(c.failed[0]) if c.failed[0] else Entry.get(workspace_id, sk)
-                if plain(first.ref).get("id") == hold_id and first.fp == kind and plain(first.answer) == answer:
-                    return {**answer, "balance": ledger.balance_after(workspace_id, first.seq).as_dict()}
+                if first.fp == fp and plain(first.ref).get("id") == hold_id:
+                    balance = ledger.balance_after(workspace_id, first.seq)
+                    return {**plain(first.answer), "balance": balance.as_dict()}
                 raise InvalidState("This hold is no longer open.")
             w = Wallet.from_raw_data(c.failed[1]) if c.failed.get(1) else None
-            if w is None or (checked_actor is not None and checked_actor.user_id not in w.member_map()):
+            if w is None or (checked is not None and not checked.is_service
+                             and checked.user_id not in w.member_map()):
                 raise NotFound("No such workspace.")
+            if int(w.cycle_end) <= int(now.timestamp()):
+                from .wallets import renew_due
+
+                renew_due(w, now)
+                last = ""
+                continue
             h = w.open_holds().get(hold_id)
             if h is None or int(h["p"]) != p or int(h["t"]) != t:
                 raise NotFound("No such hold.")
-            if checked_actor is not None and not checked_actor.is_service and h["a"] != checked_actor.user_id:
+            if checked is not None and not checked.is_service and h["a"] != checked.user_id:
                 raise Forbidden("Only the hold's creator or a generation service may settle it.")
             expired = int(h["x"]) <= int(now.timestamp())
             if expired and not expired_ok:
