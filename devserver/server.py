@@ -10,6 +10,11 @@ from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalic
 from devserver.store import EmbeddedStore
 
 
+class _QuietHandler(ChaliceRequestHandler):
+    def log_message(self, *args) -> None:  # benchmarks: no line per request
+        pass
+
+
 class _Server(ThreadedHTTPServer):
     # Python's HTTPServer queues 5 pending connections; a burst of clients would see resets.
     request_queue_size = 256
@@ -39,7 +44,8 @@ class LocalServer:
         self.store.stop()
 
 
-def serve(host: str, port: int, data_dir: Path | None, fresh: bool = False, announce: bool = False) -> LocalServer:
+def serve(host: str, port: int, data_dir: Path | None, fresh: bool = False, announce: bool = False,
+          quiet: bool = False) -> LocalServer:
     from chalicelib import config
 
     store = EmbeddedStore(str(data_dir) if data_dir else None, fresh=fresh)
@@ -68,7 +74,8 @@ def serve(host: str, port: int, data_dir: Path | None, fresh: bool = False, anno
     CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
     app.__class__ = CustomLocalChalice
     chalice_config = Config.create(chalice_app=app, app_name=app.app_name, chalice_stage="local")
-    http = LocalDevServer(app, chalice_config, host, port, server_cls=_Server)
+    http = LocalDevServer(app, chalice_config, host, port, server_cls=_Server,
+                          handler_cls=_QuietHandler if quiet else ChaliceRequestHandler)
     server = LocalServer(store, http, data_dir)
     if announce:
         for name, value in defaults.items():

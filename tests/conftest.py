@@ -39,7 +39,10 @@ def moto_aws():
 
 @pytest.fixture
 def ddb(moto_aws):
-    """A fresh, empty table for one test."""
+    """A fresh, empty table for one test (and no hints about wallets of earlier tests)."""
+    from chalicelib.credits import spending
+
+    spending._hints.clear()
     if models.Wallet.exists():
         models.Wallet.delete_table()
     models.create_table()

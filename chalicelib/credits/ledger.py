@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import InvalidRequest, Unavailable
 from . import rules
 from .models import WALLET_SK, WALLET_SEQ, Entry, Wallet, plain
-from .store import query_newest, scan_all
+from .store import get_wallet, query_newest, scan_all
 
 MAX_PAGE = 100
 
@@ -32,7 +32,13 @@ def _consistent(w: Wallet, entries: list[Entry]) -> bool:
     return not entries or entries[0].seq == w.last
 
 
-def balance_after(workspace_id: str, seq: str) -> rules.Balance:
+def balance_after(workspace_id: str, seq: str, just_written: bool = False) -> rules.Balance:
+    """The wallet's balance right after entry `seq`. For an entry just written, one GetItem
+    usually settles it (nothing was written since); otherwise one query from the wallet down."""
+    if just_written:
+        w = get_wallet(workspace_id)
+        if w.last == seq:
+            return wallet_balance(w)
     for _ in range(3):
         items: list = []
         start = None

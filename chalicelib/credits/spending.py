@@ -9,6 +9,7 @@ because every deduction is conditional on the bucket holding it.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,15 +33,34 @@ DEFAULT_TTL = 900
 MAX_TTL = 86_400
 
 
-@dataclass
-class _State:
-    """What a failed condition told us about the wallet."""
+@dataclass(frozen=True)
+class Hint:
+    """The wallet as this process last saw it. Only a guess for the first attempt's split and
+    seq (a wrong guess costs one refused write, never a wrong balance): a wallet that lives on
+    top-up credits would otherwise always miss the plan-first guess."""
 
-    wallet: Wallet | None = None
+    plan: int
+    topup: int
+    last: str
 
-    @property
-    def last(self) -> str:
-        return self.wallet.last if self.wallet is not None else ""
+
+_hints: OrderedDict[str, Hint] = OrderedDict()
+HINTS_KEPT = 1024
+
+
+def _remember(workspace_id: str, hint: Hint) -> None:
+    _hints[workspace_id] = hint
+    _hints.move_to_end(workspace_id)
+    if len(_hints) > HINTS_KEPT:
+        _hints.popitem(last=False)
+
+
+def _first_guess(workspace_id: str, cost: int) -> tuple[tuple[int, int], bool, str]:
+    hint = _hints.get(workspace_id)
+    split = rules.split_spend(hint.plan, hint.topup, cost) if hint else None
+    if hint is None or split is None:
+        return (cost, 0), False, hint.last if hint else ""
+    return split, True, hint.last
 
 
 def _spend_condition(actor: Actor, cost: int, split: tuple[int, int], exact: bool, now: datetime,
@@ -96,11 +116,9 @@ def _spend(workspace_id: str, actor: Actor, kind: str, cost: int, key: str, fp: 
            ref: dict, answer_for) -> dict:
     """The shared write path of charges and holds."""
     sk = f"op#{key}"
-    state = _State()
-    split: tuple[int, int] = (cost, 0)
-    exact = False
+    split, exact, last = _first_guess(workspace_id, cost)
     for attempt in range(MAX_ATTEMPTS):
-        seq = rules.next_seq(now, state.last)
+        seq = rules.next_seq(now, last)
         p, t = split
         answer = answer_for(seq, p, t)
         public = {k: v for k, v in answer.items() if not k.startswith("_")}
@@ -120,16 +138,16 @@ def _spend(workspace_id: str, actor: Actor, kind: str, cost: int, key: str, fp: 
         except Cancelled as c:
             if 0 in c.failed:  # the key was used before: this is a retry (or a conflict)
                 return _replay(workspace_id, sk, fp, c.failed[0])
-            state.wallet = Wallet.from_raw_data(c.failed[1]) if c.failed.get(1) else None
+            wallet = Wallet.from_raw_data(c.failed[1]) if c.failed.get(1) else None
             try:
-                split = _diagnose(state.wallet, actor, cost, now)
-                exact = True
+                split = _diagnose(wallet, actor, cost, now)
+                exact, last = True, wallet.last
             except _Retry:
-                state, split, exact = _State(), (cost, 0), False
+                split, exact, last = (cost, 0), False, ""
             continue
-        result = dict(public)
-        result["balance"] = ledger.balance_after(workspace_id, seq).as_dict()
-        return result
+        balance = ledger.balance_after(workspace_id, seq, just_written=True)
+        _remember(workspace_id, Hint(balance.plan, balance.topup, seq))
+        return {**public, "balance": balance.as_dict()}
     raise Unavailable("The wallet is busy; retry with the same idempotency key.", retry_after=1)
 
 
@@ -247,5 +265,5 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
             plan_expired = "e" in h
             last = w.last
             continue
-        return {**answer, "balance": ledger.balance_after(workspace_id, seq).as_dict()}
+        return {**answer, "balance": ledger.balance_after(workspace_id, seq, just_written=True).as_dict()}
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
