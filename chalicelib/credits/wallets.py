@@ -169,8 +169,12 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
                                  plan_delta=granted, ref=_cycle_ref(start, end, plan.id),
                                  actor=SYSTEM_ACTOR.label), Entry.sk.does_not_exist()))
         remaining = keep + granted
+    # A paid plan whose new cycle is not paid for yet waits for billing (mark_paid) to grant it.
+    status = w.status
+    if plan.id != "free":
+        status = "active" if granted else "past_due"
     actions = [
-        Wallet.plan.set(remaining), Wallet.last.set(seq),
+        Wallet.plan.set(remaining), Wallet.last.set(seq), Wallet.status.set(status),
         Wallet.cycle_start.set(int(start.timestamp())), Wallet.cycle_end.set(int(end.timestamp())),
         Wallet.renews_at.set(int(end.timestamp())),
         # Plan credits still held belong to the cycle that ended: when returned, they expire.
