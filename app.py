@@ -1,5 +1,5 @@
 """Wiring only: routes, parsing, authorisation hooks. The rules live in chalicelib."""
-from chalice import Chalice
+from chalice import Chalice, Cron
 
 from chalicelib import api, clock, config, http
 from chalicelib.catalog import catalog
@@ -85,3 +85,31 @@ def release(ws, hold_id):
     who = http.principal(req())
     http.parse(req(), http.Body)
     return api.release(who, ws, hold_id, clock.now())
+
+
+@app.route("/stripe/webhook", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def stripe_webhook():
+    from chalicelib.billing import webhook
+
+    request = req()
+    http.check_size(request)
+    signature = (request.headers or {}).get("stripe-signature")
+    return webhook.receive(request.raw_body or b"", signature, config.settings().stripe_webhook_secrets, clock.now())
+
+
+# Every day at 00:10 UTC: renew every cycle that has ended (fans out through SQS on busy days).
+@app.schedule(Cron(10, 0, "*", "*", "?", "*"), name="daily_renewal")
+def daily_renewal(event):
+    from chalicelib.credits import renewal
+
+    report = renewal.run(clock.now(), send=renewal.sqs_sender(config.settings().renewal_queue))
+    app.log.info(report.summary())
+
+
+@app.on_sqs_message(queue=config.settings().renewal_queue, batch_size=1, name="renewal_batch")
+def renewal_batch(event):
+    from chalicelib.credits import renewal
+
+    for record in event:
+        app.log.info(renewal.run_batch(record.body).summary())

@@ -56,10 +56,15 @@ def handled(view: Callable) -> Callable:
     return wrapper
 
 
-def parse(request, model: type[M]) -> M:
+def check_size(request) -> bytes:
     raw = request.raw_body or b""
     if len(raw) > config.settings().max_body_bytes:
         raise PayloadTooLarge(f"The body is over {config.settings().max_body_bytes} bytes.")
+    return raw
+
+
+def parse(request, model: type[M]) -> M:
+    raw = check_size(request)
     if not raw.strip():
         raw = b"{}"
     try:

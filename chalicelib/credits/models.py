@@ -3,7 +3,7 @@
 One table holds, per workspace partition (`pk` = workspace id):
 - the wallet (`sk` = "wallet"): buckets, open holds, members, plan and cycle;
 - its ledger entries (`sk` = the entry's idempotency identity, e.g. "op#<key>", "settle#<hold>",
-  "grant#<cycle>"): a put with attribute_not_exists(sk) makes each business effect happen once.
+  "grant#<epoch>#<cycle start>"): a put with attribute_not_exists(sk) makes each business effect happen once.
 And per person (`pk` = "user#<id>", `sk` = "ws#<workspace>"): the workspaces they belong to.
 
 The local secondary index `by_seq` orders a partition by `seq`: entries carry their ULID, the
@@ -80,10 +80,18 @@ class Wallet(_Base):
     interval = UnicodeAttribute(null=True)
     status = UnicodeAttribute(default="active")
     anchor = NumberAttribute()  # the moment cycles are counted from
+    epoch = NumberAttribute(default=0)  # +1 each time the wallet starts a plan: names its cycles
     cycle_start = NumberAttribute()
     cycle_end = NumberAttribute()
     paid_until = NumberAttribute(null=True)  # paid plans: the end of the last period paid for
     contract_credits = NumberAttribute(null=True)  # enterprise: credits per cycle by contract
+    # Billing, as the wallet knows it (no Stripe types here: plain ids and moments).
+    customer_id = UnicodeAttribute(null=True)
+    sub_id = UnicodeAttribute(null=True)
+    sub_seen = UnicodeAttribute(null=True)  # newest subscription state applied: "created:event"
+    sub_ended = UnicodeAttribute(null=True)  # the last subscription that ended: late events are ignored
+    ends_at = NumberAttribute(null=True)  # cancelled at period end: when it returns to free
+    pending = MapAttribute(null=True)  # a scheduled downgrade: {plan, interval, effective_at}
     renew_shard = UnicodeAttribute(null=True)
     renews_at = NumberAttribute(null=True)
 
@@ -134,7 +142,21 @@ class Membership(_Base):
     role = UnicodeAttribute()
 
 
-MODELS = (Wallet, Entry, Membership)
+class TopupRecord(_Base):
+    """pk = pi#<payment intent>, sk = "topup": which wallet a paid top-up went to, so that a
+    refund or dispute of that payment finds the credits to take back, and how many it took."""
+
+    class Meta(_Base.Meta):
+        pass
+
+    workspace_id = UnicodeAttribute()
+    session_id = UnicodeAttribute()
+    credits = NumberAttribute()
+    amount = NumberAttribute()  # money paid, minor units
+    taken = NumberAttribute(default=0)  # credits taken back so far
+
+
+MODELS = (Wallet, Entry, Membership, TopupRecord)
 
 
 def bind(settings: config.Settings | None = None) -> None:

@@ -3,15 +3,16 @@ knows Stripe. Each is one transaction conditioned on the wallet as read, retried
 keyed so that calling it again has no further effect."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from ..catalog import catalog
 from ..errors import InvalidRequest, Unavailable
 from . import rules
 from .actors import SYSTEM_ACTOR, Actor
-from .models import Entry, Wallet
+from .models import Entry, Wallet, plain
 from .store import Cancelled, Put, Update, transact, wallet_key
-from .wallets import _cycle_ref, credits_for_cycle, load, _shard
+from .wallets import _cycle_ref, _shard, credits_for_cycle, cycle_key, load
 
 ATTEMPTS = 5
 
@@ -21,7 +22,8 @@ def _pinned(w: Wallet):
 
 
 def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: datetime, now: datetime,
-               *, status: str = "active", actor: Actor = SYSTEM_ACTOR) -> bool:
+               *, status: str = "active", actor: Actor = SYSTEM_ACTOR, sub_id: str | None = None,
+               extra: list | None = None) -> bool:
     """Move the wallet onto a plan whose cycles count from `start`: the plan credits left of the
     current cycle expire, and the new plan's first cycle grants once it is paid (free: at once).
     Returns False if the wallet was already on this plan from this start."""
@@ -30,7 +32,7 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
         w = load(workspace_id, now)
         if not plan.allows(w.kind):
             raise InvalidRequest(f"The {plan.name} plan is for {plan.workspace_kind} workspaces.")
-        if w.plan_id == plan.id and int(w.anchor) == int(start.timestamp()):
+        if w.plan_id == plan.id and int(w.anchor) == int(start.timestamp()) and w.sub_id == sub_id:
             return False
         first_end = rules.cycle_at(start, max(start, now))[1] if plan.id == "free" else rules.cycle_at(start, start)[1]
         first_start = rules.cycle_at(start, max(start, now))[0] if plan.id == "free" else start
@@ -38,21 +40,24 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
         old = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
         if int(w.plan):
             seq = rules.next_seq(now, seq)
-            ops.append(Put(Entry(workspace_id, f"expire#{rules.iso(old[0])}", seq=seq, kind="expire",
+            ops.append(Put(Entry(workspace_id, cycle_key("expire", w.epoch or 0, old[0]), seq=seq, kind="expire",
                                  plan_delta=-int(w.plan), ref={**_cycle_ref(*old, w.plan_id), "reason": "plan_change"},
                                  actor=actor.label), Entry.sk.does_not_exist()))
         granted = plan.credits_per_cycle if plan.id == "free" else 0
         if granted:
             seq = rules.next_seq(now, seq)
-            ops.append(Put(Entry(workspace_id, f"grant#{rules.iso(first_start)}", seq=seq, kind="grant",
+            ops.append(Put(Entry(workspace_id, cycle_key("grant", (w.epoch or 0) + 1, first_start), seq=seq, kind="grant",
                                  plan_delta=granted, ref=_cycle_ref(first_start, first_end, plan.id),
                                  actor=actor.label), Entry.sk.does_not_exist()))
         actions = [
             Wallet.plan.set(granted), Wallet.last.set(seq), Wallet.plan_id.set(plan.id),
+            Wallet.epoch.set((w.epoch or 0) + 1),
             Wallet.interval.set(interval) if interval else Wallet.interval.remove(),
             Wallet.status.set(status), Wallet.anchor.set(int(start.timestamp())),
             Wallet.cycle_start.set(int(first_start.timestamp())), Wallet.cycle_end.set(int(first_end.timestamp())),
             Wallet.paid_until.remove(), Wallet.renew_shard.set(_shard(workspace_id)),
+            Wallet.sub_id.set(sub_id) if sub_id else Wallet.sub_id.remove(),
+            Wallet.ends_at.remove(), Wallet.pending.remove(), *(extra or []),
             Wallet.renews_at.set(int(first_end.timestamp())),
             *[Wallet.holds[hid]["e"].set(1) for hid in w.open_holds()],
         ]
@@ -81,7 +86,7 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime) -> int:
         ops = []
         if granted:
             seq = rules.next_seq(now, w.last)
-            ops.append(Put(Entry(workspace_id, f"grant#{rules.iso(start)}", seq=seq, kind="grant",
+            ops.append(Put(Entry(workspace_id, cycle_key("grant", w.epoch or 0, start), seq=seq, kind="grant",
                                  plan_delta=granted, ref=_cycle_ref(start, end, w.plan_id), actor=SYSTEM_ACTOR.label),
                            Entry.sk.does_not_exist()))
             actions += [Wallet.plan.add(granted), Wallet.last.set(seq)]
@@ -95,3 +100,83 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime) -> int:
                 return 0
             continue
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A paid subscription's state as billing reports it, in the wallet's terms."""
+
+    id: str
+    plan_id: str
+    interval: str
+    period_start: datetime
+    period_end: datetime
+    status: str  # active | past_due | canceled | incomplete
+    ends_at: datetime | None = None  # set when cancelled at period end
+    customer_id: str | None = None
+    seen: str = ""  # orders states of one subscription: "created:event id"
+
+
+def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
+    """Bring the wallet in line with a subscription state; safe in any order and any number of
+    times. Returns what it did (for logs and tests)."""
+    for _ in range(ATTEMPTS):
+        w = load(workspace_id, now)
+        if sub.id == w.sub_ended:
+            return "ignored: subscription already ended"
+        if w.sub_id == sub.id and w.sub_seen and sub.seen and sub.seen <= w.sub_seen:
+            return "ignored: older than the state applied"
+        if sub.status in ("canceled", "incomplete_expired"):
+            if w.sub_id not in (None, sub.id):
+                return "ignored: another subscription is current"
+            start_plan(workspace_id, "free", None, sub.ends_at or now, now,
+                       extra=[Wallet.sub_ended.set(sub.id)])
+            return "ended: back to free"
+        if sub.status == "incomplete":
+            return "ignored: not paid yet"
+        if w.sub_id != sub.id or w.plan_id == "free":
+            start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id)
+            continue  # then apply the rest of the state below
+        actions = [
+            Wallet.status.set("past_due" if sub.status in ("past_due", "unpaid") else "active"),
+            Wallet.ends_at.set(int(sub.ends_at.timestamp())) if sub.ends_at else Wallet.ends_at.remove(),
+        ]
+        if sub.seen:
+            actions.append(Wallet.sub_seen.set(sub.seen))
+        if sub.customer_id:
+            actions.append(Wallet.customer_id.set(sub.customer_id))
+        if (w.plan_id, w.interval) != (sub.plan_id, sub.interval):
+            # An upgrade bills now and grants from the next renewal; a downgrade reaches here at
+            # the period end it was scheduled for. Either way the credits in hand stay.
+            actions += [Wallet.plan_id.set(sub.plan_id), Wallet.interval.set(sub.interval)]
+            pending = plain(w.pending) if w.pending is not None else {}
+            if pending.get("plan") == sub.plan_id and pending.get("interval") == sub.interval:
+                actions.append(Wallet.pending.remove())
+        try:
+            transact([Update(wallet_key(workspace_id), actions, (Wallet.sub_id == sub.id) & _pinned(w))])
+            return "applied"
+        except Cancelled:
+            continue
+    raise Unavailable("The wallet is busy; retry.", retry_after=1)
+
+
+def pay(workspace_id: str, sub: Subscription, now: datetime) -> int:
+    """An invoice of the subscription was paid for a period: follow the subscription if the
+    wallet has not yet (invoices may come first), then mark the period paid."""
+    w = load(workspace_id, now)
+    if sub.id == w.sub_ended:
+        return 0
+    if w.sub_id != sub.id or w.plan_id == "free":
+        start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id)
+    elif (w.plan_id, w.interval) != (sub.plan_id, sub.interval) and int(sub.period_start.timestamp()) >= int(w.cycle_start):
+        # The invoice of a new period pays for the plan of that period (a downgrade taking effect,
+        # reported before the subscription update arrives).
+        follow(workspace_id, sub, now)
+    return mark_paid(workspace_id, sub.period_end, now)
+
+
+def payment_failed(workspace_id: str, sub_id: str, now: datetime) -> None:
+    w = load(workspace_id, now)
+    if w.sub_id != sub_id:
+        return
+    transact([Update(wallet_key(workspace_id), [Wallet.status.set("past_due")], Wallet.sub_id == sub_id)])

@@ -49,21 +49,30 @@ def due_wallets(moment: datetime) -> Iterator[str]:
 
 
 def renew_one(workspace_id: str, moment: datetime, report: Report) -> None:
-    """Safe to call twice for the same wallet and moment: the second finds nothing due."""
-    for _ in range(5):
+    """Safe to call twice for the same wallet and moment: the second finds nothing due.
+    One read and one write per wallet, unless it was idle for years (CYCLES_PER_WRITE a write)
+    or something raced it."""
+    counted = False
+    for _ in range(50):
         try:
             w = get_wallet(workspace_id)
         except NotFound:
             return
-        if int(w.cycle_end) > int(moment.timestamp()):
-            return
-        done = renew_due(w, moment)
-        if done is not None:
-            report.renewed += 1
+        while int(w.cycle_end) <= int(moment.timestamp()):
+            done = renew_due(w, moment)
+            if done is None:
+                break  # raced: read again
+            if not counted:
+                report.renewed += 1
+                report.renewed_ids.append(workspace_id)
+                counted = True
             report.cycles += done.cycles
             report.granted += done.granted
             report.expired += done.expired
-            report.renewed_ids.append(workspace_id)
+            if done.caught_up:
+                return
+            w = get_wallet(workspace_id)
+        else:
             return
 
 

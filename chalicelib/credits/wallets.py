@@ -11,11 +11,12 @@ from ..catalog import catalog
 from ..errors import Forbidden, NotFound
 from . import ledger, rules
 from .actors import SYSTEM_ACTOR
-from .models import Entry, Membership, Wallet
+from .models import Entry, Membership, Wallet, plain
 from .store import Cancelled, Put, Update, get_wallet, transact, wallet_key
 
 ROLES = {"member": 1, "admin": 2, "owner": 3}
-RENEW_SHARDS = 8  # the renewal index is read shard by shard; spreads a busy day's writes
+RENEW_SHARDS = 8
+CYCLES_PER_WRITE = 40  # a transaction holds 100 items: 2 entries a cycle, plus the wallet  # the renewal index is read shard by shard; spreads a busy day's writes
 
 
 def personal_workspace_id(user_id: str) -> str:
@@ -55,11 +56,11 @@ def open_workspace(workspace_id: str, name: str, kind: str, owner: str, now: dat
     wallet = Wallet(
         workspace_id, "wallet", name=name, kind=kind, created_at=int(now.timestamp()),
         plan=plan.credits_per_cycle, topup=0, held=0, holds={}, members={owner: {"role": "owner"}},
-        room={}, last=seq, plan_id=plan.id, interval=None, status="active",
+        room={}, last=seq, plan_id=plan.id, epoch=0, interval=None, status="active",
         anchor=int(start.timestamp()), cycle_start=int(start.timestamp()), cycle_end=int(end.timestamp()),
         renew_shard=_shard(workspace_id), renews_at=int(end.timestamp()),
     )
-    grant = Entry(workspace_id, f"grant#{rules.iso(start)}", seq=seq, kind="grant",
+    grant = Entry(workspace_id, cycle_key("grant", 0, start), seq=seq, kind="grant",
                   plan_delta=plan.credits_per_cycle, ref=_cycle_ref(start, end, plan.id),
                   actor=SYSTEM_ACTOR.label)
     membership = Membership(f"user#{owner}", f"ws#{workspace_id}", workspace_id=workspace_id, name=name,
@@ -105,7 +106,7 @@ def release_expired(w: Wallet, now: datetime) -> None:
 
 def load(workspace_id: str, now: datetime) -> Wallet:
     """The wallet as of now: one read when nothing is due; renewals and expired holds first."""
-    for _ in range(5):
+    for _ in range(50):
         w = get_wallet(workspace_id)
         if w.cycle_end <= int(now.timestamp()):
             renew_due(w, now)
@@ -118,6 +119,12 @@ def load(workspace_id: str, now: datetime) -> Wallet:
 
 
 # --- renewal -------------------------------------------------------------------------------
+
+def cycle_key(kind: str, epoch: int, start: datetime) -> str:
+    """The ledger key of a cycle's grant or expiry: once per cycle of a plan's run (epoch), so a
+    new plan starting the same second as the old cycle cannot collide with it."""
+    return f"{kind}#{int(epoch)}#{rules.iso(start)}"
+
 
 def _cycle_ref(start: datetime, end: datetime, plan_id: str) -> dict:
     return {"type": "cycle", "plan": plan_id, "start": rules.iso(start), "end": rules.iso(end)}
@@ -138,6 +145,7 @@ class Renewed:
     cycles: int
     granted: int
     expired: int
+    caught_up: bool = True  # False: more ended cycles remain (more than one write holds)
 
 
 def renew_due(w: Wallet, now: datetime) -> Renewed | None:
@@ -151,13 +159,13 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
     start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
     remaining, seq, ops = int(w.plan), w.last, []
     cycles = total_granted = total_expired = 0
-    while end <= now:
+    while end <= now and cycles < CYCLES_PER_WRITE:
         cycles += 1
         keep = min(remaining, plan.rollover_cap)
         total_expired += remaining - keep
         if remaining - keep:
             seq = rules.next_seq(now, seq)
-            ops.append(Put(Entry(w.pk, f"expire#{rules.iso(start)}", seq=seq, kind="expire",
+            ops.append(Put(Entry(w.pk, cycle_key("expire", w.epoch or 0, start), seq=seq, kind="expire",
                                  plan_delta=-(remaining - keep), ref=_cycle_ref(start, end, plan.id),
                                  actor=SYSTEM_ACTOR.label), Entry.sk.does_not_exist()))
         start, end = end, rules.cycle_at(anchor, end)[1]
@@ -165,7 +173,7 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
         total_granted += granted
         if granted:
             seq = rules.next_seq(now, seq)
-            ops.append(Put(Entry(w.pk, f"grant#{rules.iso(start)}", seq=seq, kind="grant",
+            ops.append(Put(Entry(w.pk, cycle_key("grant", w.epoch or 0, start), seq=seq, kind="grant",
                                  plan_delta=granted, ref=_cycle_ref(start, end, plan.id),
                                  actor=SYSTEM_ACTOR.label), Entry.sk.does_not_exist()))
         remaining = keep + granted
@@ -185,7 +193,7 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
         transact([*ops, Update(wallet_key(w.pk), actions, cond)])
     except Cancelled:
         return None  # someone else renewed or wrote first; the caller reads again
-    return Renewed(cycles, total_granted, total_expired)
+    return Renewed(cycles, total_granted, total_expired, caught_up=end > now)
 
 
 # --- the subscription view -----------------------------------------------------------------
@@ -193,17 +201,22 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
 def view(w: Wallet) -> dict:
     plan = catalog().plan(w.plan_id)
     start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
+    ends = rules.as_utc(w.ends_at).date().isoformat() if w.ends_at else None
+    status = "past_due" if w.status == "past_due" else ("ending" if ends else "active")
+    pending = plain(w.pending) if w.pending is not None else None
     return {
         "workspace_id": w.pk,
         "name": w.name,
         "kind": w.kind,
         "plan": {"id": plan.id, "name": plan.name},
         "interval": w.interval,
-        "status": w.status,
+        "status": status,
         "balance": ledger.wallet_balance(w).as_dict(),
         "cycle": {"start": start.date().isoformat(), "end": end.date().isoformat()},
         "renews_on": end.date().isoformat(),
-        "ends_on": None,
-        "pending_change": None,
+        "ends_on": ends,
+        "pending_change": {"plan": pending["plan"], "interval": pending["interval"],
+                           "effective_on": rules.as_utc(pending["effective_at"]).date().isoformat()}
+        if pending else None,
         "manage_payments": plan.id != "free",
     }

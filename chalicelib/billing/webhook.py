@@ -1,0 +1,49 @@
+"""POST /stripe/webhook: verify the signature on the raw body, parse, dispatch. Nothing changes
+unless the signature holds (any of the configured secrets, so they can rotate)."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+from ..errors import InvalidRequest, InvalidSignature, NotFound
+from .events import HANDLERS
+
+log = logging.getLogger("credits.billing")
+TOLERANCE = 300  # seconds: Stripe's default; older signatures are replays
+
+
+def verify(raw: bytes, signature: str | None, secrets: tuple[str, ...]) -> None:
+    # stripe loads its HTTP client on import (~130 ms): only the webhook and billing pay for it.
+    from stripe import SignatureVerificationError, WebhookSignature
+
+    if not signature or not secrets:
+        raise InvalidSignature("Missing Stripe-Signature, or no webhook secret configured.")
+    payload = raw.decode("utf-8", errors="replace")
+    for secret in secrets:
+        try:
+            WebhookSignature.verify_header(payload, signature, secret, TOLERANCE)
+            return
+        except SignatureVerificationError:
+            continue
+    raise InvalidSignature("The Stripe signature does not match, or is too old.")
+
+
+def receive(raw: bytes, signature: str | None, secrets: tuple[str, ...], now: datetime) -> dict:
+    verify(raw, signature, secrets)
+    try:
+        event = json.loads(raw)
+        kind, obj = event["type"], event["data"]["object"]
+        if not isinstance(kind, str) or not isinstance(obj, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest("The event is not a Stripe event.") from None
+    handler = HANDLERS.get(kind)
+    if handler is None:
+        return {"received": True, "type": kind, "result": "ignored: not an event we act on"}
+    try:
+        result = handler(event, now)
+    except NotFound:
+        result = "ignored: no such workspace"
+    log.info("stripe event %s %s: %s", event.get("id"), kind, result)
+    return {"received": True, "type": kind, "result": result}

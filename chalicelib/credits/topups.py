@@ -1,0 +1,81 @@
+"""Top-up credits: credited once per paid checkout, taken back in proportion to money refunded or
+disputed, never below zero (a shortfall is written in the ledger)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pynamodb.exceptions import DoesNotExist
+
+from ..errors import NotFound, Unavailable
+from . import rules
+from .actors import SYSTEM_ACTOR
+from .models import Entry, TopupRecord, Wallet
+from .store import MAX_ATTEMPTS, Cancelled, Put, Update, transact, wallet_key
+from .wallets import load
+
+
+def credit(workspace_id: str, session_id: str, credits: int, amount: int, payment_intent: str | None,
+           now: datetime) -> bool:
+    """Credit a paid top-up. False if this checkout was credited before."""
+    last = ""
+    for _ in range(MAX_ATTEMPTS):
+        seq = rules.next_seq(now, last)
+        ops = [Put(Entry(workspace_id, f"topup#{session_id}", seq=seq, kind="topup", topup_delta=credits,
+                         ref={"type": "checkout", "id": session_id, "payment_intent": payment_intent or "",
+                              "amount": amount}, actor=SYSTEM_ACTOR.label),
+                   Entry.sk.does_not_exist()),
+               Update(wallet_key(workspace_id), [Wallet.topup.add(credits), Wallet.last.set(seq)],
+                      Wallet.pk.exists() & (Wallet.last < seq))]
+        if payment_intent:
+            ops.append(Put(TopupRecord(f"pi#{payment_intent}", "topup", workspace_id=workspace_id,
+                                       session_id=session_id, credits=credits, amount=amount, taken=0),
+                           TopupRecord.pk.does_not_exist()))
+        try:
+            transact(ops)
+            return True
+        except Cancelled as c:
+            if 0 in c.failed:
+                return False
+            if c.failed.get(1) is None and 1 in c.failed:
+                raise NotFound("No such workspace.")
+            if 1 in c.failed:
+                last = Wallet.from_raw_data(c.failed[1]).last
+                continue
+            return False  # the payment intent was recorded by an earlier credit of this checkout
+    raise Unavailable("The wallet is busy; retry.", retry_after=1)
+
+
+def take_back(payment_intent: str | None, reversed_amount: int, source: str, now: datetime) -> int:
+    """Money was refunded or disputed: take back that share of the top-up's credits (the
+    cumulative share, so repeated or reordered events converge). Returns credits taken now."""
+    if not payment_intent:
+        return 0
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            record = TopupRecord.get(f"pi#{payment_intent}", "topup", consistent_read=True)
+        except DoesNotExist:
+            return 0  # not a top-up of ours
+        target = min(int(record.credits), int(record.credits) * reversed_amount // max(int(record.amount), 1))
+        want = target - int(record.taken)
+        if want <= 0:
+            return 0
+        w = load(record.workspace_id, now)
+        take = min(want, int(w.topup))
+        seq = rules.next_seq(now, w.last)
+        ref = {"type": "reversal", "payment_intent": payment_intent, "source": source,
+               "reversed_amount": reversed_amount, "wanted": want}
+        if want > take:
+            ref["shortfall"] = want - take  # spent already: the credits cannot come back
+        try:
+            transact([
+                Put(Entry(record.workspace_id, f"refund#{payment_intent}#{target}", seq=seq, kind="refund",
+                          topup_delta=-take, ref=ref, actor=SYSTEM_ACTOR.label), Entry.sk.does_not_exist()),
+                Update(wallet_key(record.workspace_id), [Wallet.topup.add(-take), Wallet.last.set(seq)],
+                       (Wallet.topup == int(w.topup)) & (Wallet.last == w.last)),
+                Update(TopupRecord(f"pi#{payment_intent}", "topup"), [TopupRecord.taken.set(target)],
+                       TopupRecord.taken == int(record.taken)),
+            ])
+            return take
+        except Cancelled:
+            continue
+    raise Unavailable("The wallet is busy; retry.", retry_after=1)
