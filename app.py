@@ -87,6 +87,60 @@ def release(ws, hold_id):
     return api.release(who, ws, hold_id, clock.now())
 
 
+# --- billing -----------------------------------------------------------------------------------
+
+def _billing():
+    from chalicelib.billing import service
+
+    return service
+
+
+@app.route("/v1/workspaces/{ws}/checkout/subscription", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def checkout_subscription(ws):
+    who, body = http.principal(req()), http.parse(req(), http.PlanBody)
+    key = (req().headers or {}).get("idempotency-key")
+    return http.json_response(_billing().checkout_subscription(who, ws, body.plan, body.interval, key, clock.now()), 201)
+
+
+@app.route("/v1/workspaces/{ws}/checkout/topup", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def checkout_topup(ws):
+    who, body = http.principal(req()), http.parse(req(), http.PackBody)
+    key = (req().headers or {}).get("idempotency-key")
+    return http.json_response(_billing().checkout_topup(who, ws, body.pack, key, clock.now()), 201)
+
+
+@app.route("/v1/workspaces/{ws}/portal", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def portal(ws):
+    who = http.principal(req())
+    http.parse(req(), http.Body)
+    return _billing().portal(who, ws, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/subscription/change", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def change_subscription(ws):
+    who, body = http.principal(req()), http.parse(req(), http.PlanBody)
+    return _billing().change(who, ws, body.plan, body.interval, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/subscription/cancel", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def cancel_subscription(ws):
+    who, body = http.principal(req()), http.parse(req(), http.CancelBody)
+    return _billing().cancel(who, ws, body.when, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/subscription/resume", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def resume_subscription(ws):
+    who = http.principal(req())
+    http.parse(req(), http.Body)
+    return _billing().resume(who, ws, clock.now())
+
+
 @app.route("/stripe/webhook", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def stripe_webhook():
@@ -96,6 +150,56 @@ def stripe_webhook():
     http.check_size(request)
     signature = (request.headers or {}).get("stripe-signature")
     return webhook.receive(request.raw_body or b"", signature, config.settings().stripe_webhook_secrets, clock.now())
+
+
+# --- the Stripe stand-in's pages (local stages without a Stripe key; 404 otherwise) -------------
+
+def _standin():
+    from chalicelib.billing import gateway, standin
+
+    if not isinstance(gateway.gateway(), standin.StandIn):
+        from chalicelib.errors import NotFound
+
+        raise NotFound("The Stripe stand-in is not running.")
+    return standin
+
+
+def _html(page: str, status: int = 200):
+    from chalice import Response
+
+    return Response(body=page, status_code=status, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def _redirect(url: str):
+    from chalice import Response
+
+    return Response(body="", status_code=303, headers={"Location": url})
+
+
+@app.route("/standin/checkout/{session_id}", methods=["GET"])
+@http.handled
+def standin_checkout(session_id):
+    return _html(_standin().checkout_page(session_id))
+
+
+@app.route("/standin/checkout/{session_id}/pay", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def standin_pay(session_id):
+    session = _standin().StandIn().complete(session_id)
+    return _redirect(session["success_url"])
+
+
+@app.route("/standin/portal/{customer}", methods=["GET"])
+@http.handled
+def standin_portal(customer):
+    return _html(_standin().portal_page(customer))
+
+
+@app.route("/standin/portal/{customer}/{action}", methods=["POST"], content_types=BODY_TYPES)
+@http.handled
+def standin_portal_action(customer, action):
+    _standin().portal_action(customer, action)
+    return _redirect(f"/standin/portal/{customer}")
 
 
 # Every day at 00:10 UTC: renew every cycle that has ended (fans out through SQS on busy days).

@@ -1,7 +1,7 @@
 """The shapes of request bodies (validated by pydantic; unknown fields are refused)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
@@ -30,3 +30,16 @@ class CaptureBody(Body):
 
 class WorkspaceBody(Body):
     name: StrictStr = Field(min_length=1, max_length=100)
+
+
+class PlanBody(Body):
+    plan: StrictStr
+    interval: Literal["month", "year"]
+
+
+class PackBody(Body):
+    pack: StrictStr
+
+
+class CancelBody(Body):
+    when: Literal["period_end", "now"]

@@ -58,6 +58,14 @@ def cmd_renew(args: argparse.Namespace) -> int:
     else:
         moment = datetime.now(timezone.utc)
     clock.set_now(moment)
+    if config.settings().is_local and not config.settings().stripe_secret_key:
+        # Locally the Stripe stand-in plays Stripe's clock first: periods that ended renew
+        # (invoice.paid) or end (cancelled at period end), as Stripe would by then.
+        from .billing.standin import StandIn
+
+        sent = StandIn().tick(moment)
+        if sent:
+            print(f"stand-in: {sent} Stripe event(s) for subscriptions whose period ended")
     report = renewal.run(moment, progress=sys.stderr.isatty())
     print(report.summary())
     return 0

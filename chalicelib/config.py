@@ -28,6 +28,7 @@ class Settings:
     public_url: str
     max_body_bytes: int
     renewal_queue: str  # SQS queue the daily job fans out to on busy days
+    standin_delivery: str  # the Stripe stand-in sends events: "http" (make run) or "inprocess"
 
     @property
     def is_local(self) -> bool:
@@ -65,6 +66,7 @@ def from_env(env: os._Environ | dict = os.environ) -> Settings:
         public_url=(env.get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
         max_body_bytes=int(env.get("MAX_BODY_BYTES", "65536")),
         renewal_queue=env.get("RENEWAL_QUEUE", "studio-credits-renewals"),
+        standin_delivery=env.get("STANDIN_DELIVERY", "inprocess"),
     )
 
 

@@ -78,6 +78,12 @@ class PayloadTooLarge(ServiceError):
     status, code = 413, "payload_too_large"
 
 
+class PaymentProviderError(ServiceError):
+    """Stripe failed or could not be reached after its retries; nothing was changed here."""
+
+    status, code = 502, "payment_provider_error"
+
+
 class Unavailable(ServiceError):
     """A dependency stayed busy past the retry budget; safe to retry with the same key."""
 

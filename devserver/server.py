@@ -55,6 +55,7 @@ def serve(host: str, port: int, data_dir: Path | None, fresh: bool = False, anno
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("PUBLIC_URL", f"http://{host}:{port}")
+    os.environ.setdefault("STANDIN_DELIVERY", "http")  # the stand-in posts events to our webhook
     defaults = config.defaulted()
     settings = config.reload()
     if not settings.is_local:

@@ -44,17 +44,27 @@ def checkout_completed(event: dict, now: datetime) -> str:
 
 
 def subscription_changed(event: dict, now: datetime) -> str:
-    f = payloads.subscription(event["data"]["object"])
+    return apply_subscription(event["data"]["object"], now,
+                              seen=f"{int(event.get('created') or 0):012d}:{event.get('id', '')}",
+                              deleted=event["type"] == "customer.subscription.deleted")
+
+
+def apply_subscription(obj: dict, now: datetime, seen: str | None = None, deleted: bool = False) -> str:
+    """A subscription's state, from an event or from Stripe's answer to a change we asked for
+    (then it counts as seen now, so older events arriving later cannot undo it)."""
+    f = payloads.subscription(obj)
     plan = _plan_of(f.price_id)
     if not f.workspace_id or plan is None:
         return "ignored: no workspace or unknown price"
-    status = "canceled" if event["type"] == "customer.subscription.deleted" else f.status
+    if seen is None:
+        seen = f"{int(now.timestamp()):012d}:"
+    status = "canceled" if deleted else f.status
     ends = f.cancel_at or (f.period_end if f.cancel_at_period_end else None)
     sub = plans.Subscription(
         id=f.id, plan_id=plan[0], interval=plan[1],
         period_start=_moment(f.period_start, now), period_end=_moment(f.period_end, now),
         status=status, ends_at=_moment(f.ended_at, now) if status == "canceled" else (_moment(ends, now) if ends else None),
-        customer_id=f.customer, seen=f"{int(event.get('created') or 0):012d}:{event.get('id', '')}",
+        customer_id=f.customer, seen=seen,
     )
     return plans.follow(f.workspace_id, sub, now)
 

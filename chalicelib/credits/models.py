@@ -163,7 +163,13 @@ def bind(settings: config.Settings | None = None) -> None:
     """Point every model at the configured table and endpoint (PynamoDB reads Meta lazily per
     connection, so resetting `_connection` is enough)."""
     s = settings or config.settings()
-    for model in (_Base, *MODELS):
+
+    def every(cls):
+        yield cls
+        for sub in cls.__subclasses__():
+            yield from every(sub)
+
+    for model in set(every(_Base)):  # billing's stand-in keeps its records here too
         model.Meta.table_name = s.table_name
         model.Meta.region = s.region
         model.Meta.host = s.dynamodb_endpoint

@@ -1,0 +1,142 @@
+"""What the service asks of Stripe, behind one small interface: the real Stripe (stripe-python's
+StripeClient, imported only here) or the local stand-in (standin.py). Calls that could create
+something twice carry Stripe idempotency keys; StripeClient retries network errors, 429s and
+5xx with them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
+
+from .. import config
+from ..errors import PaymentProviderError, Unavailable
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    workspace_id: str
+    customer: str
+    mode: str  # subscription | payment
+    price_id: str
+    metadata: dict = field(default_factory=dict)
+    success_url: str = ""
+    cancel_url: str = ""
+    key: str = ""  # idempotency key
+
+
+class Gateway(Protocol):
+    def create_customer(self, workspace_id: str, name: str) -> str: ...
+    def checkout(self, request: CheckoutRequest) -> tuple[str, str]: ...  # (url, session id)
+    def portal(self, customer: str, return_url: str) -> str: ...
+    def update_subscription(self, sub_id: str, *, price_id: str | None = None,
+                            cancel_at_period_end: bool | None = None, key: str = "") -> dict: ...
+    def schedule_price(self, sub_id: str, price_id: str | None, key: str = "") -> None: ...
+    def cancel_now(self, sub_id: str, key: str = "") -> dict: ...
+
+
+class StripeGateway:
+    def __init__(self, api_key: str):
+        import stripe
+
+        self.stripe = stripe
+        self.client = stripe.StripeClient(api_key, max_network_retries=2)
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except self.stripe.RateLimitError as e:
+            raise Unavailable("Stripe is rate limiting; retry shortly.", retry_after=2) from e
+        except self.stripe.StripeError as e:
+            raise PaymentProviderError(f"Stripe: {e.user_message or e.__class__.__name__}.") from e
+
+    def create_customer(self, workspace_id: str, name: str) -> str:
+        c = self._call(self.client.v1.customers.create, {"name": name, "metadata": {"workspace_id": workspace_id}},
+                       {"idempotency_key": f"customer-{workspace_id}"})
+        return c.id
+
+    def checkout(self, r: CheckoutRequest) -> tuple[str, str]:
+        params = {
+            "mode": r.mode, "customer": r.customer, "client_reference_id": r.workspace_id,
+            "line_items": [{"price": r.price_id, "quantity": 1}], "metadata": r.metadata,
+            "success_url": r.success_url, "cancel_url": r.cancel_url,
+        }
+        if r.mode == "subscription":
+            params["subscription_data"] = {"metadata": {"workspace_id": r.workspace_id}}
+        else:
+            params["payment_intent_data"] = {"metadata": r.metadata}
+        s = self._call(self.client.v1.checkout.sessions.create, params, {"idempotency_key": r.key})
+        return s.url, s.id
+
+    def portal(self, customer: str, return_url: str) -> str:
+        return self._call(self.client.v1.billing_portal.sessions.create,
+                          {"customer": customer, "return_url": return_url}).url
+
+    def update_subscription(self, sub_id: str, *, price_id: str | None = None,
+                            cancel_at_period_end: bool | None = None, key: str = "") -> dict:
+        params: dict = {}
+        if price_id:
+            sub = self._call(self.client.v1.subscriptions.retrieve, sub_id)
+            params["items"] = [{"id": sub["items"]["data"][0]["id"], "price": price_id}]
+            params["proration_behavior"] = "always_invoice"  # an upgrade bills at once
+        if cancel_at_period_end is not None:
+            params["cancel_at_period_end"] = cancel_at_period_end
+        sub = self._call(self.client.v1.subscriptions.update, sub_id, params, {"idempotency_key": key or None})
+        return sub.to_dict()
+
+    def schedule_price(self, sub_id: str, price_id: str | None, key: str = "") -> None:
+        sub = self._call(self.client.v1.subscriptions.retrieve, sub_id)
+        schedule = sub.get("schedule") if hasattr(sub, "get") else sub["schedule"]
+        if price_id is None:  # withdraw a scheduled downgrade
+            if schedule:
+                self._call(self.client.v1.subscription_schedules.release, schedule)
+            return
+        if not schedule:
+            schedule = self._call(self.client.v1.subscription_schedules.create, {"from_subscription": sub_id},
+                                  {"idempotency_key": f"{key}-schedule" if key else None}).id
+        current = self._call(self.client.v1.subscription_schedules.retrieve, schedule)
+        phase = current["phases"][0]
+        self._call(self.client.v1.subscription_schedules.update, schedule, {
+            "end_behavior": "release",
+            "phases": [
+                {"items": [{"price": i["price"], "quantity": 1} for i in phase["items"]],
+                 "start_date": phase["start_date"], "end_date": phase["end_date"]},
+                {"items": [{"price": price_id, "quantity": 1}]},
+            ],
+        })
+
+    def cancel_now(self, sub_id: str, key: str = "") -> dict:
+        import time
+
+        sub = self._call(self.client.v1.subscriptions.cancel, sub_id, {"prorate": False},
+                         {"idempotency_key": key or None}).to_dict()
+        # Money for the unused paid time goes back through Stripe; credits are never refunded.
+        item = sub["items"]["data"][0]
+        invoice = self._call(self.client.v1.invoices.retrieve, sub["latest_invoice"], {"expand": ["payments"]})
+        payments = (invoice.get("payments") or {}).get("data") or []
+        intent = payments[0]["payment"].get("payment_intent") if payments else None
+        amount = refund_for_unused_time(invoice["amount_paid"], item["current_period_start"],
+                                        item["current_period_end"], int(time.time()))
+        if intent and amount:
+            self._call(self.client.v1.refunds.create, {"payment_intent": intent, "amount": amount},
+                       {"idempotency_key": f"cancel-refund-{sub_id}"})
+        return sub
+
+
+def refund_for_unused_time(amount_paid: int, period_start: int, period_end: int, now: int) -> int:
+    """Money back when a subscription is cancelled now: the unused share of what was paid."""
+    if period_end <= period_start or now >= period_end:
+        return 0
+    unused = period_end - max(now, period_start)
+    return amount_paid * unused // (period_end - period_start)
+
+
+@lru_cache(maxsize=1)
+def gateway() -> Gateway:
+    s = config.settings()
+    if s.stripe_secret_key:
+        return StripeGateway(s.stripe_secret_key)
+    if not s.is_local:
+        raise Unavailable("Billing is not configured: set STRIPE_SECRET_KEY.")
+    from .standin import StandIn
+
+    return StandIn()
