@@ -87,6 +87,26 @@ def release(ws, hold_id):
     return api.release(who, ws, hold_id, clock.now())
 
 
+@app.route("/v1/workspaces/{ws}/members/{user_id}", methods=["PUT"], content_types=BODY_TYPES)
+@http.handled
+def put_member(ws, user_id):
+    from chalicelib import workspaces
+
+    who, body = http.principal(req()), http.parse(req(), http.MemberBody)
+    cap = body.cycle_cap if "cycle_cap" in body.model_fields_set else workspaces.KEEP
+    return workspaces.put_member(who, ws, user_id, body.role, cap, clock.now())
+
+
+@app.route("/v1/workspaces/{ws}/members/{user_id}", methods=["DELETE"])
+@http.handled
+def remove_member(ws, user_id):
+    from chalice import Response
+    from chalicelib import workspaces
+
+    workspaces.remove_member(http.principal(req()), ws, user_id, clock.now())
+    return Response(body="", status_code=204)
+
+
 # --- billing -----------------------------------------------------------------------------------
 
 def _billing():

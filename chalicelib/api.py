@@ -105,7 +105,7 @@ def hold(who: Principal, workspace_id: str, body: http.HoldBody, header_key: str
 
 def capture(who: Principal, workspace_id: str, hold_id: str, body: http.CaptureBody, now: datetime) -> dict:
     parsed = rules.parse_hold_id(hold_id)
-    credits = body.credits if body.credits is not None else (parsed[1] + parsed[2] if parsed else 0)
+    credits = body.credits if body.credits is not None else (parsed[1] + parsed[2] if parsed else 0)  # all
     return spending.settle(workspace_id, _settler(who), hold_id, credits, now)
 
 

@@ -43,3 +43,8 @@ class PackBody(Body):
 
 class CancelBody(Body):
     when: Literal["period_end", "now"]
+
+
+class MemberBody(Body):
+    role: Literal["owner", "admin", "member"]
+    cycle_cap: StrictInt | None = Field(default=None, ge=0, le=10**12)  # absent: unchanged; null: no cap

@@ -12,7 +12,7 @@ from . import rules
 from .actors import SYSTEM_ACTOR, Actor
 from .models import Entry, Wallet, plain
 from .store import Cancelled, Put, Update, transact, wallet_key
-from .wallets import _cycle_ref, _shard, credits_for_cycle, cycle_key, load
+from .wallets import _cycle_ref, _shard, caps_for_new_cycle, credits_for_cycle, cycle_key, load
 
 ATTEMPTS = 5
 
@@ -57,7 +57,8 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
             Wallet.cycle_start.set(int(first_start.timestamp())), Wallet.cycle_end.set(int(first_end.timestamp())),
             Wallet.paid_until.remove(), Wallet.renew_shard.set(_shard(workspace_id)),
             Wallet.sub_id.set(sub_id) if sub_id else Wallet.sub_id.remove(),
-            Wallet.ends_at.remove(), Wallet.pending.remove(), *(extra or []),
+            Wallet.ends_at.remove(), Wallet.pending.remove(), Wallet.room.set(caps_for_new_cycle(w)),
+            *(extra or []),
             Wallet.renews_at.set(int(first_end.timestamp())),
             *[Wallet.holds[hid]["e"].set(1) for hid in w.open_holds()],
         ]

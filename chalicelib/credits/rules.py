@@ -1,6 +1,7 @@
 """The rules that decide numbers, as pure functions over plain values. No store, no HTTP."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -131,20 +132,27 @@ def seq_time(seq: str) -> datetime:
 
 # --- holds ----------------------------------------------------------------------------------
 
-HOLD_ID = re.compile(r"hold_([0-9A-HJKMNP-TV-Z]{26})_([0-9]{1,12})_([0-9]{1,12})")
+HOLD_ID = re.compile(r"hold_([0-9A-HJKMNP-TV-Z]{26})_([0-9]{1,12})_([0-9]{1,12})_([a-z2-7]{1,400})")
 
 
-def hold_id(seq: str, held_plan: int, held_topup: int) -> str:
-    """Hold ids carry the hold's split so that capture and release need no read before their
-    write; the write's condition checks the split against the wallet's record of the hold."""
-    return f"hold_{seq}_{held_plan}_{held_topup}"
+def hold_id(seq: str, held_plan: int, held_topup: int, creator: str) -> str:
+    """Hold ids carry the hold's split and its creator so that capture and release need no read
+    before their write: the write's condition checks them against the wallet's record of the
+    hold, and the creator's cycle cap gets back what the hold returns."""
+    who = base64.b32encode(creator.encode()).decode().rstrip("=").lower()
+    return f"hold_{seq}_{held_plan}_{held_topup}_{who}"
 
 
-def parse_hold_id(value: str) -> tuple[str, int, int] | None:
+def parse_hold_id(value: str) -> tuple[str, int, int, str] | None:
     m = HOLD_ID.fullmatch(value or "")
     if not m:
         return None
-    return m.group(1), int(m.group(2)), int(m.group(3))
+    try:
+        encoded = m.group(4).upper()
+        creator = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode()
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        return None
+    return m.group(1), int(m.group(2)), int(m.group(3)), creator
 
 
 # --- cycles ---------------------------------------------------------------------------------

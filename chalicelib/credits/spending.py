@@ -20,6 +20,7 @@ from ..errors import (
     InsufficientCredits,
     InvalidRequest,
     InvalidState,
+    MemberCapReached,
     NotFound,
     Forbidden,
     Unavailable,
@@ -31,6 +32,9 @@ from .store import MAX_ATTEMPTS, Cancelled, Put, Update, get_wallet, transact, w
 
 DEFAULT_TTL = 900
 MAX_TTL = 86_400
+# room.<member> = what a member may still spend this cycle. Capped members start a cycle at their
+# cap; a member without a cap gets UNLIMITED the first time they spend (one expression for both).
+UNLIMITED = 10**15
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ def _spend_condition(actor: Actor, cost: int, split: tuple[int, int], exact: boo
     p, t = split
     cond = Wallet.members[actor.user_id].exists() & (Wallet.cycle_end > int(now.timestamp()))
     cond &= Wallet.last < seq
+    if cost:
+        room = Wallet.room[actor.user_id]
+        cond &= room.does_not_exist() | (room >= cost)
     if not exact:
         cond &= Wallet.plan >= cost
     elif t == 0:
@@ -91,6 +98,9 @@ def _diagnose(w: Wallet | None, actor: Actor, cost: int, now: datetime) -> tuple
     if wallets.expired_holds(w, now) and w.plan + w.topup < cost:
         wallets.release_expired(w, now)
         raise _Retry()
+    room = plain(w.room).get(actor.user_id)
+    if room is not None and int(room) < cost:
+        raise MemberCapReached(required=cost, available=max(int(room), 0))
     split = rules.split_spend(int(w.plan), int(w.topup), cost)
     if split is None:
         raise InsufficientCredits(required=cost, available=int(w.plan + w.topup))
@@ -127,6 +137,8 @@ def _spend(workspace_id: str, actor: Actor, kind: str, cost: int, key: str, fp: 
             held_delta=cost if kind == "hold" else 0, ref=ref, actor=actor.label, fp=fp, answer=public,
         )
         actions = [Wallet.plan.add(-p), Wallet.topup.add(-t), Wallet.last.set(seq)]
+        if cost:
+            actions.append(Wallet.room[actor.user_id].set((Wallet.room[actor.user_id] | UNLIMITED) - cost))
         if kind == "hold":
             actions += [Wallet.held.add(cost), Wallet.holds[answer["hold_id"]].set(
                 {"p": p, "t": t, "x": answer["_expires"], "a": actor.user_id})]
@@ -174,20 +186,21 @@ def hold(workspace_id: str, actor: Actor, service_id: Any, options: Any, ttl: in
     expires = now + timedelta(seconds=ttl)
 
     def answer(seq: str, p: int, t: int) -> dict:
-        return {"hold_id": rules.hold_id(seq, p, t), "credits": cost,
+        return {"hold_id": rules.hold_id(seq, p, t, actor.user_id), "credits": cost,
                 "expires_at": rules.iso(expires), "_expires": int(expires.timestamp())}
 
     ref = {"type": "hold", "service": service.id, "options": opts, "idempotency_key": key, "ttl_seconds": ttl}
     return _spend(workspace_id, actor, "hold", cost, key, fp, now, ref, answer)
 
 
-def _settle_condition(hid: str, p: int, t: int, actor: Actor | None, now: datetime, seq: str,
+def _settle_condition(hid: str, p: int, t: int, creator: str, actor: Actor | None, now: datetime, seq: str,
                       plan_expired: bool, expired_ok: bool):
     h = Wallet.holds[hid]
     # A cycle that has ended renews first, so returned plan credits of that cycle expire with it.
     cond = (h["p"] == p) & (h["t"] == t) & (Wallet.last < seq) & (Wallet.cycle_end > int(now.timestamp()))
     cond &= (h["x"] <= int(now.timestamp())) if expired_ok else (h["x"] > int(now.timestamp()))
     cond &= h["e"].exists() if plan_expired else h["e"].does_not_exist()
+    cond &= h["a"] == creator
     if actor is not None and not actor.is_service:
         cond &= h["a"] == actor.user_id
     return cond
@@ -200,7 +213,7 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
     parsed = rules.parse_hold_id(hold_id)
     if parsed is None:
         raise NotFound("No such hold.")
-    hold_seq, p, t = parsed
+    hold_seq, p, t, creator = parsed
     reserved = p + t
     kind = "release" if captured is None else "capture"
     taken = 0 if captured is None else captured
@@ -228,11 +241,14 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
                       actor=actor.label, fp=fp, answer=answer)
         actions = [Wallet.holds[hold_id].remove(), Wallet.plan.add(back_plan),
                    Wallet.topup.add(s.returned_topup), Wallet.held.add(-reserved), Wallet.last.set(seq)]
+        if s.returned and not plan_expired:
+            # What the hold gives back no longer counts against its creator's cap this cycle.
+            actions.append(Wallet.room[creator].set((Wallet.room[creator] | UNLIMITED) + s.returned))
         try:
             transact([
                 Put(entry, Entry.sk.does_not_exist()),
                 Update(wallet_key(workspace_id), actions,
-                       _settle_condition(hold_id, p, t, checked, now, seq, plan_expired, expired_ok)),
+                       _settle_condition(hold_id, p, t, creator, checked, now, seq, plan_expired, expired_ok)),
             ])
         except Cancelled as c:
             if 0 in c.failed:
@@ -252,7 +268,7 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
                 last = ""
                 continue
             h = w.open_holds().get(hold_id)
-            if h is None or int(h["p"]) != p or int(h["t"]) != t:
+            if h is None or int(h["p"]) != p or int(h["t"]) != t or h["a"] != creator:
                 raise NotFound("No such hold.")
             if checked is not None and not checked.is_service and h["a"] != checked.user_id:
                 raise Forbidden("Only the hold's creator or a generation service may settle it.")

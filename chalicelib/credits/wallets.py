@@ -37,6 +37,11 @@ def role_of(w: Wallet, user_id: str) -> str | None:
     return member["role"] if member else None
 
 
+def caps_for_new_cycle(w: Wallet) -> dict[str, int]:
+    """At a new cycle every capped member may spend their cap again; others start unlimited."""
+    return {u: int(m["cap"]) for u, m in w.member_map().items() if m.get("cap") is not None}
+
+
 def require_role(w: Wallet, user_id: str, at_least: str = "member") -> str:
     """A non-member learns nothing (404); a member below the role gets 403."""
     role = role_of(w, user_id)
@@ -183,6 +188,7 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
         status = "active" if granted else "past_due"
     actions = [
         Wallet.plan.set(remaining), Wallet.last.set(seq), Wallet.status.set(status),
+        Wallet.room.set(caps_for_new_cycle(w)),  # member caps count per cycle
         Wallet.cycle_start.set(int(start.timestamp())), Wallet.cycle_end.set(int(end.timestamp())),
         Wallet.renews_at.set(int(end.timestamp())),
         # Plan credits still held belong to the cycle that ended: when returned, they expire.

@@ -157,7 +157,7 @@ def test_huge_integers_everywhere(api, ws):
     for credits in (HUGE, -HUGE):
         r = api.post(f"/v1/workspaces/{ws}/holds/{h['hold_id']}/capture", "alice", {"credits": credits})
         check(r, 400, "invalid_request")
-    huge_id = f"hold_{h['hold_id'].split('_')[1]}_{'9' * 12}_0"
+    huge_id = f"hold_{h['hold_id'].split('_')[1]}_{'9' * 12}_0_{h['hold_id'].split('_')[4]}"
     check(api.post(f"/v1/workspaces/{ws}/holds/{huge_id}/capture", "alice", {}), 404, "not_found")
     check(api.get(f"/v1/workspaces/{ws}/ledger?limit={HUGE}", "alice"), 400, "invalid_request")
     assert balance(api, ws, "alice") == bal(40, 40, 0, 10)

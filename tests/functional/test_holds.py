@@ -264,8 +264,9 @@ def test_release_retry_gets_the_same_answer_and_capture_after_is_409(api):
 def test_unknown_hold_is_404(api):
     ws = api.workspace("alice")
     h = hold(api, ws, "alice", options=ULTRA).json
-    other_seq = h["hold_id"].split("_")[1][:-1] + ("0" if h["hold_id"].split("_")[1][-1] != "0" else "1")
-    for hid in ["nothing", "hold_", f"hold_{other_seq}_40_0"]:
+    seq, creator = h["hold_id"].split("_")[1], h["hold_id"].split("_")[4]
+    other_seq = seq[:-1] + ("0" if seq[-1] != "0" else "1")
+    for hid in ["nothing", "hold_", f"hold_{other_seq}_40_0_{creator}"]:
         error(capture(api, ws, "alice", hid, 1), 404, "not_found")
         error(release(api, ws, "alice", hid), 404, "not_found")
     assert balance(api, ws, "alice") == bal(10, 10, 0, 40)
@@ -275,9 +276,10 @@ def test_forged_split_in_hold_id_cannot_capture_more(api):
     ws = api.workspace("alice")
     give_topup(ws, 100)
     h = hold(api, ws, "alice", options=ULTRA).json  # 40 from plan
-    _, seq, p, t = h["hold_id"].split("_")
+    _, seq, p, t, creator = h["hold_id"].split("_")
     assert (p, t) == ("40", "0")
-    for forged in (f"hold_{seq}_100_0", f"hold_{seq}_0_40", f"hold_{seq}_40_60"):
+    for forged in (f"hold_{seq}_100_0_{creator}", f"hold_{seq}_0_40_{creator}", f"hold_{seq}_40_60_{creator}",
+                   f"hold_{seq}_{p}_{t}_nvqwy3dpoj4q"):  # base32 of "mallory": someone else as creator
         error(capture(api, ws, "alice", forged, 100 if forged.endswith("_60") else 40), 404, "not_found")
         error(release(api, ws, "alice", forged), 404, "not_found")
     assert balance(api, ws, "alice") == bal(110, 10, 100, 40)

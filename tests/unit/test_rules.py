@@ -209,9 +209,9 @@ def test_next_seq_follows_the_clock_when_it_is_ahead():
 @pytest.mark.parametrize("p, t", [(0, 0), (40, 0), (0, 40), (10, 30), (999_999_999_999, 1)])
 def test_hold_id_round_trip(p, t):
     seq = rules.next_seq(T0)
-    hid = rules.hold_id(seq, p, t)
+    hid = rules.hold_id(seq, p, t, "auth0|user-1")
     assert hid.startswith("hold_")
-    assert rules.parse_hold_id(hid) == (seq, p, t)
+    assert rules.parse_hold_id(hid) == (seq, p, t, "auth0|user-1")
 
 
 def _seq() -> str:
@@ -229,20 +229,23 @@ def _seq() -> str:
         "hold_{seq}",
         "hold_{seq}_1",
         "hold_{seq}_1_2_3",
-        "hold_{seq}_-1_2",
-        "hold_{seq}_1_-2",
-        "hold_{seq}_1.5_2",
-        "hold_{seq}_x_2",
-        "hold_{seq}_1234567890123_0",  # more digits than any balance
-        "HOLD_{seq}_1_2",
-        " hold_{seq}_1_2",
-        "hold_{seq}_1_2 ",
-        "hold_{seq}_1_2\n",
-        "hold_{lower}_1_2",
-        "hold_{short}_1_2",
-        "hold_{seq}U_1_2",
-        "hold_{bad_letter}_1_2",  # I, L, O, U are not Crockford base32
-        "../hold_{seq}_1_2",
+        "hold_{seq}_-1_2_mfwgsy3f",
+        "hold_{seq}_1_-2_mfwgsy3f",
+        "hold_{seq}_1.5_2_mfwgsy3f",
+        "hold_{seq}_x_2_mfwgsy3f",
+        "hold_{seq}_1234567890123_0_mfwgsy3f",  # more digits than any balance
+        "HOLD_{seq}_1_2_mfwgsy3f",
+        " hold_{seq}_1_2_mfwgsy3f",
+        "hold_{seq}_1_2_mfwgsy3f ",
+        "hold_{seq}_1_2_mfwgsy3f\n",
+        "hold_{lower}_1_2_mfwgsy3f",
+        "hold_{short}_1_2_mfwgsy3f",
+        "hold_{seq}U_1_2_mfwgsy3f",
+        "hold_{bad_letter}_1_2_mfwgsy3f",  # I, L, O, U are not Crockford base32
+        "../hold_{seq}_1_2_mfwgsy3f",
+        "hold_{seq}_1_2_MFWGSY3F",  # the creator is lower-case base32
+        "hold_{seq}_1_2_mfwgsy3f_x",
+        "hold_{seq}_1_2_1",  # not base32 of anything
     ],
 )
 def test_parse_hold_id_rejects_malformed(value):
