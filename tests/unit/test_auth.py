@@ -213,7 +213,10 @@ def rs(private, kid: str = "k1", **over) -> str:
 @pytest.fixture
 def deployed(dev, keys, monkeypatch, request):
     """Settings as a deployed stage: RS256 via a JWKS URL whose fetch is patched (no network)."""
-    fetches = []
+    class Fetches(list):
+        jwks: dict
+
+    fetches = Fetches()
     jwks = {"keys": [jwk_of(keys["good"], "k1")]}
 
     def fetch_data(self):
@@ -226,6 +229,7 @@ def deployed(dev, keys, monkeypatch, request):
         dev, stage="prod", auth_dev_secret=None, auth_issuer=ISSUER,
         auth_jwks_url=f"https://issuer.example/{request.node.name}/.well-known/jwks.json",
     )
+    fetches.jwks = jwks  # tests rotate the issuer's keys by editing it
     yield s, fetches
     auth._jwks_client.cache_clear()
 
@@ -340,3 +344,16 @@ def test_jwks_unreachable_is_unauthenticated_not_a_crash(dev, keys, monkeypatch)
 def test_no_verifier_configured(dev):
     s = dataclasses.replace(dev, stage="prod", auth_dev_secret=None, auth_jwks_url=None)
     unauthenticated(bearer(hs(claims())), s)
+
+
+def test_jwks_key_rotation_refetches_on_an_unknown_kid(deployed, keys):
+    s, fetches = deployed
+    assert auth.authenticate(bearer(rs(keys["good"])), s).user_id == "alice"
+    # The issuer rotates: a new key k2 is published; the cached set does not have it yet.
+    fetches.jwks["keys"].append(jwk_of(keys["other"], "k2"))
+    assert auth.authenticate(bearer(rs(keys["other"], kid="k2")), s).user_id == "alice"
+    assert len(fetches) == 2
+    # Both keys keep working from the cache afterwards.
+    auth.authenticate(bearer(rs(keys["good"])), s)
+    auth.authenticate(bearer(rs(keys["other"], kid="k2")), s)
+    assert len(fetches) == 2
