@@ -49,8 +49,8 @@ def subscription(ws):
 def ledger(ws):
     who = http.principal(req())
     limit = http.query_int(req(), "limit", 50, 1, 100)
-    cursor = (req().query_params or {}).get("cursor")
-    return api.ledger_page(who, ws, limit, cursor, clock.now())
+    params = req().query_params or {}
+    return api.ledger_page(who, ws, limit, params.get("cursor"), clock.now(), member=params.get("member"))
 
 
 @app.route("/v1/workspaces/{ws}/charges", methods=["POST"], content_types=BODY_TYPES)

@@ -50,7 +50,13 @@ def subscription(who: Principal, workspace_id: str, now: datetime) -> dict:
     return wallets.view(_readable(who, workspace_id, now))
 
 
-def ledger_page(who: Principal, workspace_id: str, limit: int, cursor: str | None, now: datetime) -> dict:
+MAX_FILTER_SCAN = 2000  # entries one filtered ledger request reads at most
+
+
+def ledger_page(who: Principal, workspace_id: str, limit: int, cursor: str | None, now: datetime,
+                member: str | None = None) -> dict:
+    """Newest first; `member` keeps the entries that person acted in (directly or through a
+    generation service), reading on until the page is full."""
     if who.is_service:
         raise Forbidden("A generation service may only charge and hold.")
     if cursor:
@@ -64,7 +70,18 @@ def ledger_page(who: Principal, workspace_id: str, limit: int, cursor: str | Non
         if page.wallet.cycle_end <= int(now.timestamp()) or wallets.expired_holds(page.wallet, now):
             wallets.load(workspace_id, now)  # lazy upkeep, then read again
             page = ledger.first_page(workspace_id, limit)
-    return {"entries": page.entries, "next_cursor": page.next_cursor}
+    if member is None:
+        return {"entries": page.entries, "next_cursor": page.next_cursor}
+    entries, scanned, next_cursor = [], len(page.entries), page.next_cursor
+    entries = [e for e in page.entries if ledger.acted_by(e, member)]
+    while len(entries) < limit and next_cursor and scanned < MAX_FILTER_SCAN:
+        more = ledger.next_page(workspace_id, next_cursor, 100)
+        scanned += len(more.entries)
+        entries += [e for e in more.entries if ledger.acted_by(e, member)]
+        next_cursor = more.next_cursor
+    if len(entries) > limit:
+        entries, next_cursor = entries[:limit], ledger.cursor_after(entries[limit - 1])
+    return {"entries": entries, "next_cursor": next_cursor}
 
 
 def _actor(who: Principal, user_id: str | None) -> Actor:

@@ -71,6 +71,17 @@ def cmd_renew(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contract(args: argparse.Namespace) -> int:
+    _bind_store()
+    from .credits import plans
+
+    until = datetime.combine(datetime.strptime(args.until, "%Y-%m-%d").date(), time(), tzinfo=timezone.utc)
+    result = plans.set_contract(args.workspace, args.credits, until, datetime.now(timezone.utc))
+    print(f"{result['workspace_id']}: enterprise, {result['credits_per_cycle']} credits a cycle, paid through "
+          f"{args.until}; granted now: {result['granted_now']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_renew)
     p = sub.add_parser("audit", help="check every wallet against its ledger")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("contract", help="put a team workspace on an enterprise contract")
+    p.add_argument("--workspace", required=True)
+    p.add_argument("--credits", type=int, required=True, help="credits per cycle, shared by the team")
+    p.add_argument("--until", required=True, help="YYYY-MM-DD: the contract is paid through this day")
+    p.set_defaults(func=cmd_contract)
     p = sub.add_parser("token", help="print a dev token (local and dev stages)")
     p.add_argument("--user", required=True)
     p.add_argument("--scope", default="")

@@ -27,7 +27,15 @@ What this adds to moto
     ALL_OLD; ValidationException for two operations on one item).
   - moto remembers every model instance it ever made (``instances_tracked``, for its dashboard);
     for DynamoDB models (items, tables, stream records) that tracking is switched off.
-  Both are pinned to moto ``MOTO_VERSION``: ``apply_patches`` raises ``MotoPinError`` if moto's
+  - moto's ``Table.query`` looks at every item of the table and sorts the candidates, for every
+    Query. It is given instead only the items of the queried partition that can change its
+    answer, found with a sorted index per (table, partition, sort attribute) that is built on a
+    partition's first query and kept up to date by every write; moto's own code then orders,
+    pages, limits, projects and filters them, so answers are moto's. Table and local secondary
+    index queries with a hash key cost O(log n + k) (n items in the partition, k in the answer);
+    GSI queries and anything unusual are moto's full walk (see "Query index" below;
+    ``QUERY_STATS`` counts both).
+  All are pinned to moto ``MOTO_VERSION``: ``apply_patches`` raises ``MotoPinError`` if moto's
   version or the source of any function the store replaces or relies on has changed
   (``PINNED_SOURCES``), so an upgrade is noticed rather than silently mis-patched.
 
@@ -93,7 +101,9 @@ import logging
 import os
 import socket
 import threading
+import weakref
 from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import moto
@@ -114,8 +124,16 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
-from moto.dynamodb.models.table import GlobalSecondaryIndex, StreamShard, Table
+from moto.dynamodb.models.table import (
+    RESULT_SIZE_LIMIT,
+    GlobalSecondaryIndex,
+    LocalSecondaryIndex,
+    StreamShard,
+    Table,
+)
+from moto.dynamodb.parsing.key_condition_expression import validate_schema
 from moto.dynamodb.responses import DynamoHandler
+from sortedcontainers import SortedList
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response
@@ -126,6 +144,7 @@ __all__ = [
     "StoreCorruptError",
     "apply_patches",
     "MOTO_VERSION",
+    "QUERY_STATS",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,6 +229,39 @@ PINNED_SOURCES: dict[str, str] = {
         "73816bc14741196009c56cf8e61bde229f02f83be0284a55aaa5342426612aa7",
     "moto.core.responses.BaseResponse.get_region_from_url":
         "f26e68bd6df666c35de91eaad3df6ffb82267ab30148e91e9f3c38115d08911c",
+    # The query index (see "Query index" below): Table.query is replaced; the rest is what its
+    # answers and its upkeep rely on (how moto orders, pages, compares and sizes items, which
+    # calls change items, and what shape key conditions reach Table.query in).
+    "moto.dynamodb.models.table.Table.query":
+        "002b4d00be6df07cf37f6cbe0132e5eb89455ae12a8e79b23db3fb492450f21e",
+    "moto.dynamodb.models.table.Table.all_items":
+        "c80d2ee3c896acd0cab6ca35aaeae3ab3fb65858933f8a3403d4e027c240f31d",
+    "moto.dynamodb.models.table.Table._item_comes_before_dct":
+        "6d70f41f7cb059f40e932e9c6c13cc57b6052c5d025c51235df414adf172bee1",
+    "moto.dynamodb.models.table.Table.sorted_items":
+        "216dac1cd6b659d283e91006b809136623723efb90125b015e07052478724937",
+    "moto.dynamodb.models.table.Table._generate_attr_to_sort_by":
+        "afef70e159fa8cb505cc030b323479b7ce105060c9eeecbce102247e41f302b2",
+    "moto.dynamodb.models.DynamoDBBackend.update_item":
+        "218984588dd689a5de81678ce11e6a40d05c91e7b6c21b44c4ed4122fe74aa9f",
+    "moto.dynamodb.models.DynamoDBBackend.query":
+        "b8f2b308cd13edb48bb59ab0321ec3f935605629acb1d1ed634ba9f2bbcb107e",
+    "moto.dynamodb.models.DynamoDBBackend.execute_statement":
+        "6579d0ba9df2be56634bad07a48f678a04135d012f90a4bde80874b2590c397a",
+    "moto.dynamodb.models.dynamo_type.DynamoType.__eq__":
+        "48f12362c49f00c1138f550163b14b9c2f3bf0a50f0f907f426510a0417052c1",
+    "moto.dynamodb.models.dynamo_type.DynamoType.__lt__":
+        "44033f9fbd16ab927b667a2a1b0de8312f6c7e612e42f17fe028115ebe071566",
+    "moto.dynamodb.models.dynamo_type.DynamoType.__hash__":
+        "4d37bb816dede3221cef85255e0338002372cbad3899909b4b2a7532f7197f05",
+    "moto.dynamodb.models.dynamo_type.DynamoType.cast_value":
+        "135da387dfcc7c1ca4930a6d64b5c474519422983cc2a4d03b37b716d090ae0c",
+    "moto.dynamodb.models.dynamo_type.DynamoType.compare":
+        "5a77253bbdb399ee60bd2fc84aaf205a2e7ec3c71d32e9194d0ca6b4dd4da601",
+    "moto.dynamodb.models.dynamo_type.Item.size":
+        "9bc6ada96d33365c0a0abcb4faf534e1bdc7bfe0af0ef0c1c6671eccd5b80f45",
+    "moto.dynamodb.parsing.key_condition_expression.validate_schema":
+        "1cd02c0c35908edb655e0cd357e6c4378d2187a9caae319eeac388bae687c134",
 }
 
 
@@ -218,13 +270,29 @@ def _pinned_objects() -> dict[str, Any]:
         "moto.dynamodb.models.DynamoDBBackend.transact_write_items": ORIGINAL_TRANSACT_WRITE_ITEMS,
         "moto.core.common_models.BaseModel.__new__": _ORIGINAL_BASEMODEL_NEW,
         "moto.dynamodb.models.table.Table.__init__": Table.__init__,
-        "moto.dynamodb.models.table.Table.put_item": Table.put_item,
+        "moto.dynamodb.models.table.Table.put_item": ORIGINAL_PUT_ITEM,
         "moto.dynamodb.models.table.Table.get_item": Table.get_item,
-        "moto.dynamodb.models.table.Table.delete_item": Table.delete_item,
+        "moto.dynamodb.models.table.Table.delete_item": ORIGINAL_DELETE_ITEM,
         "moto.dynamodb.models.DynamoDBBackend.get_keys_value": DynamoDBBackend.get_keys_value,
         "moto.dynamodb.responses.DynamoHandler.dynamodb_backend": DynamoHandler.dynamodb_backend.fget,
         "moto.core.responses.BaseResponse.get_current_account": BaseResponse.get_current_account,
         "moto.core.responses.BaseResponse.get_region_from_url": BaseResponse.get_region_from_url,
+        "moto.dynamodb.models.table.Table.query": ORIGINAL_QUERY,
+        "moto.dynamodb.models.table.Table.all_items": Table.all_items,
+        "moto.dynamodb.models.table.Table._item_comes_before_dct": Table._item_comes_before_dct,
+        "moto.dynamodb.models.table.Table.sorted_items": Table.sorted_items,
+        "moto.dynamodb.models.table.Table._generate_attr_to_sort_by":
+            Table._generate_attr_to_sort_by,
+        "moto.dynamodb.models.DynamoDBBackend.update_item": ORIGINAL_UPDATE_ITEM,
+        "moto.dynamodb.models.DynamoDBBackend.query": DynamoDBBackend.query,
+        "moto.dynamodb.models.DynamoDBBackend.execute_statement": DynamoDBBackend.execute_statement,
+        "moto.dynamodb.models.dynamo_type.DynamoType.__eq__": DynamoType.__eq__,
+        "moto.dynamodb.models.dynamo_type.DynamoType.__lt__": DynamoType.__lt__,
+        "moto.dynamodb.models.dynamo_type.DynamoType.__hash__": DynamoType.__hash__,
+        "moto.dynamodb.models.dynamo_type.DynamoType.cast_value": DynamoType.cast_value.fget,
+        "moto.dynamodb.models.dynamo_type.DynamoType.compare": DynamoType.compare,
+        "moto.dynamodb.models.dynamo_type.Item.size": Item.size,
+        "moto.dynamodb.parsing.key_condition_expression.validate_schema": validate_schema,
     }
 
 
@@ -241,6 +309,10 @@ def _unpatched(obj: Any) -> Any:
 
 ORIGINAL_TRANSACT_WRITE_ITEMS = _unpatched(DynamoDBBackend.transact_write_items)
 _ORIGINAL_BASEMODEL_NEW = _unpatched(BaseModel.__dict__["__new__"])
+ORIGINAL_QUERY = _unpatched(Table.query)
+ORIGINAL_PUT_ITEM = _unpatched(Table.put_item)
+ORIGINAL_DELETE_ITEM = _unpatched(Table.delete_item)
+ORIGINAL_UPDATE_ITEM = _unpatched(DynamoDBBackend.update_item)
 
 _patch_lock = threading.Lock()
 _patched = False
@@ -252,8 +324,8 @@ def check_moto_pin() -> None:
         raise MotoPinError(
             f"devserver.store is pinned to moto {MOTO_VERSION} but moto {moto.__version__} is "
             "installed. Re-check its patches against the new moto (DynamoDBBackend."
-            "transact_write_items, BaseModel.__new__, Table) and update PINNED_SOURCES and "
-            "MOTO_VERSION, then run tests/store."
+            "transact_write_items, BaseModel.__new__, Table.query and the query index's upkeep) "
+            "and update PINNED_SOURCES and MOTO_VERSION, then run tests/store."
         )
     moved = [
         name
@@ -292,6 +364,10 @@ def apply_patches() -> None:
         check_moto_pin()
         DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
         BaseModel.__new__ = staticmethod(_basemodel_new)  # type: ignore[assignment]
+        Table.query = _query  # type: ignore[method-assign]
+        Table.put_item = _put_item  # type: ignore[method-assign]
+        Table.delete_item = _delete_item  # type: ignore[method-assign]
+        DynamoDBBackend.update_item = _update_item  # type: ignore[method-assign]
         for cls in list(model_data.get("dynamodb", {}).values()):
             cls.instances_tracked = []  # type: ignore[attr-defined]
         _patched = True
@@ -341,6 +417,7 @@ class _UndoLog:
                         del table.items[hash_key]
             else:
                 table.items[hash_key][range_key] = old
+            _note_write(table, hash_key, range_key)
         for shard, length in self.stream_lengths.values():
             del shard.items[length:]
 
@@ -449,6 +526,596 @@ _transact_write_items._store_original = ORIGINAL_TRANSACT_WRITE_ITEMS  # type: i
 
 
 # --------------------------------------------------------------------------------------------
+# Query index
+# --------------------------------------------------------------------------------------------
+#
+# moto's Table.query looks at every item of the table (``all_items()``, itself sorted), then
+# sorts the candidates, for every Query. ``_query`` hands moto's own Table.query a *window*
+# instead: the few items of the queried partition that can change its answer, found with a
+# sorted index kept per (table, partition, sort attribute). moto's code then sorts, skips to the
+# ExclusiveStartKey, limits, pages, projects and filters that window exactly as it would the
+# whole table, so the answer (Items, Count, ScannedCount, LastEvaluatedKey, errors) is moto's.
+#
+# Which items can change moto's answer: moto walks the partition's items in index order (reversed
+# when ScanIndexForward is false), skipping those up to and including the ExclusiveStartKey. For
+# each item it first stops -- LastEvaluatedKey is then the last result -- if Limit results are in
+# or if this item would take the results past 1 MB; otherwise it takes the item if the range
+# condition holds. The items the condition holds for are contiguous in index order (=, <, <=, >,
+# >=, BETWEEN, and begins_with on strings). So the items walked before them change nothing
+# (nothing is taken yet and none is over 1 MB: a partition holding an item over BIG_ITEM_SIZE is
+# left to moto's walk), and of the items after them only the first can (it stops the walk when
+# Limit results are in), unless the results are within BIG_ITEM_SIZE of 1 MB, when all of them are
+# handed over. The window is therefore: the matching items in walk order up to and including the
+# one the walk stops at, then the first item after them (or all of them). Its cost is O(log n + k)
+# for n items in the partition and k in the answer; the table's other partitions are not looked at.
+#
+# The index of a partition is built on its first query (O(n log n), once), then kept up to date
+# incrementally: every call that changes items -- Table.put_item and Table.delete_item (used by
+# PutItem, DeleteItem, BatchWriteItem, TransactWriteItems, PartiQL, imports) and
+# DynamoDBBackend.update_item (the one call that changes an item in place, possibly its index
+# attribute), the transaction undo log and the snapshot loader -- marks the item's key dirty, and
+# the next query of the partition re-files just those keys. As a safety net, the index is rebuilt
+# if its item count disagrees with the partition's or an item it hands over is not where it says.
+#
+# Left to moto's own query (``QUERY_STATS["fallback"]``): tables without a range key are answered
+# from their one item per key; GSIs, multi-attribute keys, binary sort keys, QueryFilter /
+# legacy non-key conditions, key conditions or ExclusiveStartKeys of other shapes or types, a
+# Limit below 1, partitions holding items of another type under the index attribute or over
+# BIG_ITEM_SIZE, and tables where an update changed an item's own key attributes.
+
+#: An item larger than this (moto checks 405,000 bytes on writes, but updating a nested attribute
+#: is not checked) sends queries of its partition to moto's own walk.
+BIG_ITEM_SIZE = 409_600
+
+#: How queries were answered: "indexed" (a window) or "fallback" (moto's walk of the table);
+#: "examined": items the windows looked at; "built": partition indexes built; "synced": item
+#: keys re-filed after writes; "stale": indexes found out of date and rebuilt (should stay 0);
+#: "errors": failures of the index itself, answered by moto's walk instead (should stay 0).
+QUERY_STATS: dict[str, int] = dict.fromkeys(
+    ("indexed", "fallback", "examined", "built", "synced", "stale", "errors"), 0
+)
+
+_RANGE_OPS = frozenset({"=", "<", "<=", ">", ">=", "BETWEEN", "BEGINS_WITH"})
+_SORT_TYPES = frozenset({"S", "N"})
+_BAD = object()  # a key value that the index cannot order exactly as moto does
+
+
+class _Top:
+    """Greater than any key component, so that (x, _TOP) sorts after every (x, ...)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: Any) -> bool:
+        return False
+
+    def __le__(self, other: Any) -> bool:
+        return other is self
+
+    def __gt__(self, other: Any) -> bool:
+        return other is not self
+
+    def __ge__(self, other: Any) -> bool:
+        return True
+
+    def __eq__(self, other: Any) -> bool:
+        return other is self
+
+    def __ne__(self, other: Any) -> bool:
+        return other is not self
+
+    __hash__ = object.__hash__
+
+
+_TOP = _Top()
+
+
+class _Stale(Exception):
+    """An index disagrees with its partition: something changed items without telling it."""
+
+
+def _order_value(dt: Any, kind: str) -> Any:
+    """What moto orders and compares a key value of type ``kind`` ("S" or "N") by (its
+    ``cast_value``), or _BAD if it is not a plain value of that type."""
+    if not isinstance(dt, DynamoType) or dt.type != kind or type(dt.value) is not str:
+        return _BAD
+    if kind == "S":
+        return dt.value
+    try:
+        number = Decimal(dt.value)
+    except (InvalidOperation, ValueError):
+        return _BAD
+    return number if number.is_finite() else _BAD
+
+
+def _is_plain_key(dt: Any) -> bool:
+    """Whether ``dt`` finds its partition in ``table.items`` exactly as moto's == finds items."""
+    if not isinstance(dt, DynamoType):
+        return False
+    if dt.type in _SORT_TYPES:
+        return _order_value(dt, dt.type) is not _BAD
+    return dt.type == "B" and isinstance(dt.value, (str, bytes))
+
+
+def _wire_key(value: Any) -> DynamoType | None:
+    """A key value as sent in an ExclusiveStartKey ({"S": "x"}), or None if not plainly one."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    ((kind, raw),) = value.items()
+    if kind not in ("S", "N", "B") or not isinstance(raw, (str, bytes)):
+        return None
+    return DynamoType(value)
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (None: there is none)."""
+    while prefix and prefix[-1] == "\U0010ffff":
+        prefix = prefix[:-1]
+    if not prefix:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class _SortIndex:
+    """One partition's items in moto's query order for one sort attribute: keys (value of the
+    index attribute, range key) for a local secondary index, (range key,) for the table."""
+
+    __slots__ = ("attr", "kind", "range_kind", "keys", "key_of", "absent", "odd")
+
+    def __init__(self, attr: str | None, kind: str, range_kind: str, part: dict) -> None:
+        self.attr = attr  # None: the table's own range key
+        self.kind = kind
+        self.range_kind = range_kind
+        self.key_of: dict[DynamoType, tuple[Any, ...]] = {}  # range key -> its key in .keys
+        self.absent: set[DynamoType] = set()  # items without the attribute (not in the index)
+        self.odd: set[DynamoType] = set()  # items with a value moto would order differently
+        keys = []
+        for range_key, item in part.items():
+            key = self.key(range_key, item)
+            if key is None:
+                self.absent.add(range_key)
+            elif key is _BAD:
+                self.odd.add(range_key)
+            else:
+                self.key_of[range_key] = key
+                keys.append(key)
+        self.keys = SortedList(keys)
+
+    def key(self, range_key: DynamoType, item: Item) -> Any:
+        r = _order_value(range_key, self.range_kind)
+        if r is _BAD:
+            return _BAD
+        if self.attr is None:
+            return (r,)
+        value = item.attrs.get(self.attr)
+        if value is None:
+            return None
+        v = _order_value(value, self.kind)
+        return _BAD if v is _BAD else (v, r)
+
+    def refile(self, range_key: DynamoType, item: Item | None) -> None:
+        old = self.key_of.pop(range_key, None)
+        if old is not None:
+            self.keys.remove(old)
+        self.absent.discard(range_key)
+        self.odd.discard(range_key)
+        if item is None:
+            return
+        key = self.key(range_key, item)
+        if key is None:
+            self.absent.add(range_key)
+        elif key is _BAD:
+            self.odd.add(range_key)
+        else:
+            self.key_of[range_key] = key
+            self.keys.add(key)
+
+    def covers(self, part: dict) -> bool:
+        return len(self.key_of) + len(self.absent) + len(self.odd) == len(part)
+
+    def item_at(self, part: dict, key: tuple[Any, ...]) -> Item:
+        QUERY_STATS["examined"] += 1
+        r = key[-1]
+        range_key = DynamoType({self.range_kind: r if self.range_kind == "S" else str(r)})
+        item = part.get(range_key)
+        if item is None or self.key(range_key, item) != key:
+            raise _Stale
+        return item
+
+
+class _Partition:
+    """The indexes of one partition (``table.items[hash key]``, a dict by range key)."""
+
+    __slots__ = ("part", "dirty", "big", "indexes")
+
+    def __init__(self, part: dict) -> None:
+        self.part = part
+        self.dirty: set[DynamoType] = set()  # range keys written since the last query
+        self.big = {rk for rk, item in part.items() if item.size() > BIG_ITEM_SIZE}
+        self.indexes: dict[tuple[str | None, str, str], _SortIndex] = {}
+        QUERY_STATS["built"] += 1
+
+    def sync(self) -> None:
+        if not self.dirty:
+            return
+        part = self.part
+        for range_key in self.dirty:
+            item = part.get(range_key)
+            if item is not None and item.size() > BIG_ITEM_SIZE:
+                self.big.add(range_key)
+            else:
+                self.big.discard(range_key)
+            for index in self.indexes.values():
+                index.refile(range_key, item)
+        QUERY_STATS["synced"] += len(self.dirty)
+        self.dirty.clear()
+
+    def index(self, attr: str | None, kind: str, range_kind: str) -> _SortIndex:
+        spec = (attr, kind, range_kind)
+        index = self.indexes.get(spec)
+        if index is None:
+            index = self.indexes[spec] = _SortIndex(attr, kind, range_kind, self.part)
+        return index
+
+
+class _TableIndexes:
+    __slots__ = ("partitions", "diverged")
+
+    def __init__(self) -> None:
+        self.partitions: dict[DynamoType, _Partition] = {}
+        self.diverged = False  # an item's key attributes no longer match where it is filed
+
+    def partition(self, hash_key: DynamoType, part: dict) -> _Partition:
+        partition = self.partitions.get(hash_key)
+        if partition is None or partition.part is not part:
+            partition = self.partitions[hash_key] = _Partition(part)
+        else:
+            partition.sync()
+        return partition
+
+
+#: Per table (weakly: a deleted table takes its indexes with it).
+_INDEXES: weakref.WeakKeyDictionary[Table, _TableIndexes] = weakref.WeakKeyDictionary()
+
+
+def _indexes() -> weakref.WeakKeyDictionary[Table, _TableIndexes]:
+    # Those of the copy of this module whose _query is installed (see _unpatched).
+    return getattr(Table.query, "_store_indexes", _INDEXES)
+
+
+def _note_write(table: Table, hash_key: Any, range_key: Any) -> None:
+    """An item of ``table`` may have changed (or appeared, or gone)."""
+    state = _indexes().get(table)
+    if state is None or not state.partitions:
+        return
+    try:
+        partition = state.partitions.get(hash_key)
+        if partition is None:
+            return
+        if range_key is None:
+            del state.partitions[hash_key]  # a whole partition replaced: rebuild it when asked
+        else:
+            partition.dirty.add(range_key)
+    except Exception:  # noqa: BLE001 - a key moto could not have filed: start the table over
+        state.partitions.clear()
+
+
+def _put_item(self: Table, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Item:
+    """moto's Table.put_item, then tell the query index."""
+    try:
+        return ORIGINAL_PUT_ITEM(self, item_attrs, *args, **kwargs)
+    finally:
+        try:
+            hash_key = DynamoType(item_attrs[self.hash_key_attr])
+            range_key = (
+                DynamoType(item_attrs[self.range_key_attr])
+                if self.range_key_attr is not None
+                else None
+            )
+        except Exception:  # noqa: BLE001 - moto failed on these same lookups: nothing written
+            pass
+        else:
+            _note_write(self, hash_key, range_key)
+
+
+def _delete_item(self: Table, hash_key: DynamoType, range_key: DynamoType | None) -> Item | None:
+    """moto's Table.delete_item, then tell the query index."""
+    try:
+        return ORIGINAL_DELETE_ITEM(self, hash_key, range_key)
+    finally:
+        _note_write(self, hash_key, range_key)
+
+
+def _update_item(
+    self: DynamoDBBackend, table_name: str, key: Any, *args: Any, **kwargs: Any
+) -> Item:
+    """moto's DynamoDBBackend.update_item (which changes the item in place), then tell the query
+    index. Creating an item goes through Table.put_item, which tells it too."""
+    try:
+        return ORIGINAL_UPDATE_ITEM(self, table_name, key, *args, **kwargs)
+    finally:
+        _note_update(self, table_name, key)
+
+
+def _note_update(backend: DynamoDBBackend, table_name: str, key: Any) -> None:
+    try:
+        table = backend.get_table(table_name)
+    except Exception:  # noqa: BLE001 - no such table: nothing changed
+        return
+    try:
+        # The item moto's update_item looked up, found the same way.
+        if table.hash_key_attr in key and table.range_key_attr in key:
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = DynamoType(key[table.range_key_attr])
+        elif table.hash_key_attr in key:
+            hash_key, range_key = DynamoType(key[table.hash_key_attr]), None
+        else:
+            hash_key, range_key = DynamoType(key), None
+        part = table.items.get(hash_key) if range_key is not None else None  # .get: no new dict
+        item = part.get(range_key) if part else None
+    except Exception:  # noqa: BLE001 - moto failed on these same lookups: nothing changed
+        return
+    _note_write(table, hash_key, range_key)
+    if item is not None:
+        # Legacy AttributeUpdates can overwrite an item's key attributes in place; moto then
+        # finds it by those attributes in index queries but by where it is filed in table
+        # queries. Leave such a table to moto.
+        h, r = item.attrs.get(table.hash_key_attr), item.attrs.get(table.range_key_attr)
+        if h is None or r is None or h != hash_key or r != range_key:
+            _indexes().setdefault(table, _TableIndexes()).diverged = True
+
+
+class _Window:
+    """A table as moto's Table.query sees it, except that all_items() is the window."""
+
+    __slots__ = ("_table", "_items")
+
+    def __init__(self, table: Table, items: list[Item]) -> None:
+        self._table = table
+        self._items = items
+
+    def all_items(self) -> list[Item]:
+        return list(self._items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._table, name)
+
+
+def _query(
+    self: Table,
+    hash_key: DynamoType | None,
+    range_comparison: str | None,
+    range_objs: list[DynamoType],
+    limit: int,
+    exclusive_start_key: dict[str, Any],
+    scan_index_forward: bool,
+    projection_expressions: list[list[str]] | None,
+    index_name: str | None = None,
+    consistent_read: bool = False,
+    filter_expression: Any = None,
+    hash_key_conditions: list[tuple[str, DynamoType]] | None = None,
+    range_key_conditions: list[tuple[str, str, list[DynamoType]]] | None = None,
+    **filter_kwargs: Any,
+) -> tuple[list[Item], int, dict[str, Any] | None]:
+    """moto's Table.query, over only the items that can change its answer (see above)."""
+    args = (
+        hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+        projection_expressions, index_name, consistent_read, filter_expression,
+    )
+    kwargs = {
+        "hash_key_conditions": hash_key_conditions,
+        "range_key_conditions": range_key_conditions,
+        **filter_kwargs,
+    }
+    try:
+        window = _query_window(self, args, hash_key_conditions, range_key_conditions, filter_kwargs)
+    except Exception:  # noqa: BLE001 - a bug here must cost speed, never a wrong answer
+        QUERY_STATS["errors"] += 1
+        log.warning("embedded store: query index failed; using moto's full query", exc_info=True)
+        window = None
+    if window is None:
+        QUERY_STATS["fallback"] += 1
+        return ORIGINAL_QUERY(self, *args, **kwargs)
+    QUERY_STATS["indexed"] += 1
+    return ORIGINAL_QUERY(_Window(self, window), *args, **kwargs)  # type: ignore[arg-type]
+
+
+_query._store_original = ORIGINAL_QUERY  # type: ignore[attr-defined]
+_query._store_indexes = _INDEXES  # type: ignore[attr-defined]
+_put_item._store_original = ORIGINAL_PUT_ITEM  # type: ignore[attr-defined]
+_delete_item._store_original = ORIGINAL_DELETE_ITEM  # type: ignore[attr-defined]
+_update_item._store_original = ORIGINAL_UPDATE_ITEM  # type: ignore[attr-defined]
+
+
+def _local_index(table: Table, index_name: Any) -> tuple[str, str] | None:
+    """(attribute, type) of the local secondary index moto's query would use, if it is a plain
+    one: the table's hash key and one range attribute of type S or N."""
+    found = [index for index in table.all_indexes() if index.name == index_name]
+    if len(found) != 1 or not isinstance(found[0], LocalSecondaryIndex):
+        return None
+    index = found[0]
+    if any(index is g for g in table.global_indexes or []):
+        return None
+    hashes = [k.get("AttributeName") for k in index.schema if k.get("KeyType") == "HASH"]
+    ranges = [k.get("AttributeName") for k in index.schema if k.get("KeyType") == "RANGE"]
+    if len(index.schema) != 2 or hashes != [table.hash_key_attr] or len(ranges) != 1:
+        return None
+    attr = ranges[0]
+    if not isinstance(attr, str) or attr == table.hash_key_attr:
+        return None
+    kinds = [a.get("AttributeType") for a in table.attr if a.get("AttributeName") == attr]
+    if len(kinds) != 1 or kinds[0] not in _SORT_TYPES:
+        return None
+    return attr, kinds[0]
+
+
+def _query_window(
+    table: Table,
+    args: tuple[Any, ...],
+    hash_key_conditions: Any,
+    range_key_conditions: Any,
+    filter_kwargs: dict[str, Any],
+) -> list[Item] | None:
+    """The items moto's Table.query needs to see to give its answer, or None: let it see all."""
+    (hash_key, op, range_objs, limit, start_key, forward, _projection, index_name, _consistent,
+     _filter) = args
+    if filter_kwargs or type(forward) is not bool:
+        return None
+    if limit is not None and (type(limit) is not int or limit < 1):
+        return None
+    if op is not None and op not in _RANGE_OPS:
+        return None
+    registry = _indexes()
+    state = registry.get(table)
+    if state is not None and state.diverged:
+        return None
+
+    if table.range_key_attr is None:
+        # One item per hash key: moto's walk over that one item is already cheap.
+        if index_name is not None or op is not None or range_key_conditions:
+            return None
+        if not _is_plain_key(hash_key):
+            return None
+        item = table.items.get(hash_key)
+        return [item] if isinstance(item, Item) else []
+
+    range_kind = table.range_key_type
+    if range_kind not in _SORT_TYPES:
+        return None
+    if index_name is None:
+        attr, kind, cond_attr = None, range_kind, table.range_key_attr
+        partition_key = hash_key  # what moto's table query matches items on
+    else:
+        found = _local_index(table, index_name)
+        if found is None:
+            return None
+        attr, kind = found
+        cond_attr = attr
+        # moto's index query matches items on hash_key_conditions alone.
+        if type(hash_key_conditions) is not list or len(hash_key_conditions) != 1:
+            return None
+        name, partition_key = hash_key_conditions[0]
+        if name != table.hash_key_attr:
+            return None
+    if not _is_plain_key(partition_key):
+        return None
+    if range_key_conditions:
+        if type(range_key_conditions) is not list or len(range_key_conditions) != 1:
+            return None
+        name, comparison, _values = range_key_conditions[0]
+        if name != cond_attr or comparison != op:
+            return None
+
+    values: list[Any] = []
+    if op is not None:
+        if type(range_objs) is not list or len(range_objs) != (2 if op == "BETWEEN" else 1):
+            return None
+        values = [_order_value(v, kind) for v in range_objs]
+        if any(v is _BAD for v in values) or (op == "BEGINS_WITH" and kind != "S"):
+            return None
+
+    start: tuple[Any, ...] | None = None
+    if start_key is not None:
+        # moto compares items with it on hash key, index attribute, range key, in that order.
+        if type(start_key) is not dict:
+            return None
+        h = _wire_key(start_key.get(table.hash_key_attr))
+        if h is None or not _is_plain_key(h) or h != partition_key:
+            return None
+        r = _order_value(_wire_key(start_key.get(table.range_key_attr)), range_kind)
+        if r is _BAD:
+            return None
+        if attr is None:
+            start = (r,)
+        else:
+            v = _order_value(_wire_key(start_key.get(attr)), kind)
+            if v is _BAD:
+                return None
+            start = (v, r)
+
+    part = table.items.get(partition_key)
+    if not part:
+        return []
+    if state is None:
+        state = registry.setdefault(table, _TableIndexes())
+    for _attempt in range(2):
+        partition = state.partition(partition_key, part)
+        index = partition.index(attr, kind, range_kind)
+        if partition.big or index.odd:
+            return None
+        try:
+            if not index.covers(part):
+                raise _Stale
+            return _window(index, part, op, values, start, limit, forward)
+        except _Stale:
+            QUERY_STATS["stale"] += 1
+            log.warning("embedded store: query index of %s was out of date; rebuilt", table.name)
+            state.partitions.pop(partition_key, None)
+    return None
+
+
+def _bounds(keys: SortedList, op: str | None, values: list[Any]) -> tuple[int, int]:
+    """Positions [lo, hi) of the keys whose first component meets the range condition."""
+    n = len(keys)
+    if op is None:
+        return 0, n
+    x = values[0]
+    if op == "=":
+        return keys.bisect_left((x,)), keys.bisect_left((x, _TOP))
+    if op == "<":
+        return 0, keys.bisect_left((x,))
+    if op == "<=":
+        return 0, keys.bisect_left((x, _TOP))
+    if op == ">":
+        return keys.bisect_left((x, _TOP)), n
+    if op == ">=":
+        return keys.bisect_left((x,)), n
+    lo = keys.bisect_left((x,))
+    if op == "BETWEEN":
+        return lo, max(lo, keys.bisect_left((values[1], _TOP)))
+    end = _prefix_end(x)  # BEGINS_WITH
+    return lo, (n if end is None else max(lo, keys.bisect_left((end,))))
+
+
+def _window(
+    index: _SortIndex,
+    part: dict,
+    op: str | None,
+    values: list[Any],
+    start: tuple[Any, ...] | None,
+    limit: int | None,
+    forward: bool,
+) -> list[Item]:
+    keys = index.keys
+    n = len(keys)
+    lo, hi = _bounds(keys, op, values)
+    if forward:
+        first = 0 if start is None else keys.bisect_left(start + (_TOP,))  # after start
+        matching = keys.islice(max(first, lo), max(first, lo, hi))
+        after = keys.islice(max(first, hi), n)
+    else:
+        last = n if start is None else keys.bisect_left(start)  # before start
+        matching = keys.islice(lo, max(lo, min(last, hi)), reverse=True)
+        after = keys.islice(0, min(last, lo), reverse=True)
+    window: list[Item] = []
+    taken = size = 0
+    for key in matching:
+        item = index.item_at(part, key)
+        window.append(item)
+        item_size = item.size()
+        if taken == limit or size + item_size > RESULT_SIZE_LIMIT:
+            return window  # moto's walk stops at this item
+        taken += 1
+        size += item_size
+    if taken == limit:
+        for key in after:  # the walk stops at the next item, if there is one
+            window.append(index.item_at(part, key))
+            break
+    elif size + BIG_ITEM_SIZE > RESULT_SIZE_LIMIT:
+        window.extend(index.item_at(part, key) for key in after)  # any may stop it on size
+    return window
+
+
+# --------------------------------------------------------------------------------------------
 # Snapshot encoding
 # --------------------------------------------------------------------------------------------
 
@@ -517,6 +1184,7 @@ def _insert_item(table: Table, encoded: dict[str, Any]) -> None:
         table.items[hash_key][range_key] = item
     else:
         table.items[hash_key] = item
+    _note_write(table, hash_key, range_key)
 
 
 def _dump_table(account: str, region: str, table: Table) -> dict[str, Any]:

@@ -119,6 +119,19 @@ def _page(wallet, balance: rules.Balance, entries: list[Entry], limit: int, more
     return Page(wallet=wallet, entries=out, next_cursor=cursor)
 
 
+def cursor_after(entry: dict) -> str:
+    """A cursor that continues just below a rendered entry (the balance before it)."""
+    b = entry["balance"]
+    before = rules.Balance(b["plan"], b["topup"], b["held"]).minus(
+        entry["plan_delta"], entry["topup_delta"], entry["held_delta"])
+    return _encode_cursor(entry["entry_id"], before)
+
+
+def acted_by(entry: dict, user_id: str) -> bool:
+    actor = entry["actor"]
+    return actor == user_id or actor.startswith(f"{user_id} via ")
+
+
 @dataclass
 class AuditResult:
     wallets: int = 0

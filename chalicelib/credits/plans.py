@@ -181,3 +181,19 @@ def payment_failed(workspace_id: str, sub_id: str, now: datetime) -> None:
     if w.sub_id != sub_id:
         return
     transact([Update(wallet_key(workspace_id), [Wallet.status.set("past_due")], Wallet.sub_id == sub_id)])
+
+
+def set_contract(workspace_id: str, credits: int, paid_through: datetime, now: datetime) -> dict:
+    """Enterprise, by an operator: a team workspace on a contracted number of credits per cycle,
+    paid through a date (billed by Stripe as one customer, outside this service). A workspace
+    already on the contract keeps its cycle; the new number applies from its next cycle."""
+    if credits < 0:
+        raise InvalidRequest("credits must not be negative.")
+    w = load(workspace_id, now)
+    if w.plan_id != "enterprise":
+        start_plan(workspace_id, "enterprise", "month", now, now, extra=[Wallet.contract_credits.set(credits)])
+    else:
+        transact([Update(wallet_key(workspace_id), [Wallet.contract_credits.set(credits)],
+                         Wallet.plan_id == "enterprise")])
+    granted = mark_paid(workspace_id, paid_through, now)
+    return {"workspace_id": workspace_id, "credits_per_cycle": credits, "granted_now": granted}

@@ -66,3 +66,45 @@ def test_cap_stops_a_member_and_resets_with_the_cycle(api):
     assert put(api, ws, "olga", "mia", "member").json["spent_this_cycle"] == 0
     assert [api.charge(ws, "mia", key=f"n{i}").status_code for i in range(6)] == [201] * 5 + [402]
     assert ledger.audit().clean
+
+
+def test_ledger_filtered_by_member(api):
+    ws = team(api)
+    give_topup(ws, 1000)
+    put(api, ws, "olga", "mia", "member")
+    for i in range(7):
+        api.charge(ws, "mia" if i % 2 else "olga", key=f"c{i}")
+    r = api.post(f"/v1/workspaces/{ws}/charges", "svc-1", {"service": "image", "user_id": "mia"},
+                 scope="credits:service", headers={"Idempotency-Key": "s1"})
+    assert r.status_code == 201, r.body
+    page = api.get(f"/v1/workspaces/{ws}/ledger?member=mia&limit=2", "olga").json
+    assert [e["actor"] for e in page["entries"]] == ["mia via svc-1", "mia"]
+    rest = api.get(f"/v1/workspaces/{ws}/ledger?member=mia&limit=10&cursor={page['next_cursor']}", "olga").json
+    assert [e["actor"] for e in rest["entries"]] == ["mia", "mia"]
+    assert rest["next_cursor"] is None
+    # Balances stay those of the whole wallet after each entry.
+    full = {e["entry_id"]: e["balance"] for e in api.get(f"/v1/workspaces/{ws}/ledger?limit=100", "olga").json["entries"]}
+    assert all(full[e["entry_id"]] == e["balance"] for e in page["entries"] + rest["entries"])
+
+
+def test_enterprise_contract_set_by_an_operator(api):
+    from chalicelib.credits import plans
+    from chalicelib.errors import InvalidRequest
+    from tests.conftest import T0
+
+    ws = team(api)
+    result = plans.set_contract(ws, 20000, datetime(2027, 12, 31, tzinfo=timezone.utc), T0)
+    assert result["granted_now"] == 20000
+    v = api.get(f"/v1/workspaces/{ws}/subscription", "olga").json
+    assert (v["plan"]["id"], v["balance"]["plan"]) == ("enterprise", 20000)
+    personal = api.workspace("olga")
+    try:
+        plans.set_contract(personal, 100, datetime(2027, 12, 31, tzinfo=timezone.utc), T0)
+        raise AssertionError("a personal workspace took an enterprise contract")
+    except InvalidRequest:
+        pass
+    clock.set_now(datetime(2027, 3, 1, tzinfo=timezone.utc))
+    plans.set_contract(ws, 30000, datetime(2027, 12, 31, tzinfo=timezone.utc), clock.now())
+    clock.set_now(datetime(2027, 3, 31, 10, tzinfo=timezone.utc))
+    assert api.get(f"/v1/workspaces/{ws}/subscription", "olga").json["balance"]["plan"] == 30000
+    assert ledger.audit().clean
