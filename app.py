@@ -18,6 +18,14 @@ def get_catalog():
     return catalog().public()
 
 
+@app.route("/v1/openapi.json", methods=["GET"])
+@http.handled
+def openapi():
+    from chalicelib.openapi import document
+
+    return document()
+
+
 @app.route("/v1/estimate", methods=["POST"], content_types=BODY_TYPES)
 @http.handled
 def estimate():
