@@ -28,7 +28,8 @@ from ..errors import (
 from . import ledger, rules
 from .actors import SYSTEM_ACTOR, Actor
 from .models import Entry, Wallet, plain
-from .store import MAX_ATTEMPTS, Cancelled, Put, Update, get_wallet, transact, wallet_key
+from .. import clock
+from .store import MAX_ATTEMPTS, Cancelled, Put, Update, backoff, get_wallet, transact, wallet_key
 
 DEFAULT_TTL = 900
 MAX_TTL = 86_400
@@ -128,7 +129,10 @@ def _spend(workspace_id: str, actor: Actor, kind: str, cost: int, key: str, fp: 
     sk = f"op#{key}"
     split, exact, last = _first_guess(workspace_id, cost)
     for attempt in range(MAX_ATTEMPTS):
-        seq = rules.next_seq(now, last)
+        backoff(attempt)
+        # The seq takes the clock of this attempt: under contention a retry then sorts after the
+        # writes that beat it, instead of chasing the wallet's last entry one step at a time.
+        seq = rules.next_seq(max(now, clock.now()), last)
         p, t = split
         answer = answer_for(seq, p, t)
         public = {k: v for k, v in answer.items() if not k.startswith("_")}
@@ -227,7 +231,8 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
     last, plan_expired = "", False
     checked = None if actor is SYSTEM_ACTOR else actor
     for attempt in range(MAX_ATTEMPTS):
-        seq = rules.next_seq(now, last)
+        backoff(attempt)
+        seq = rules.next_seq(max(now, clock.now()), last)
         back_plan = 0 if plan_expired else s.returned_plan
         lapsed = s.returned_plan - back_plan  # plan credits whose cycle ended while held
         answer = {"hold_id": hold_id, "captured": s.captured} if kind == "capture" else {"hold_id": hold_id}

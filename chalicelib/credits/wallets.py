@@ -15,8 +15,8 @@ from .models import Entry, Membership, Wallet, plain
 from .store import Cancelled, Put, Update, get_wallet, transact, wallet_key
 
 ROLES = {"member": 1, "admin": 2, "owner": 3}
-RENEW_SHARDS = 8
-CYCLES_PER_WRITE = 40  # a transaction holds 100 items: 2 entries a cycle, plus the wallet  # the renewal index is read shard by shard; spreads a busy day's writes
+RENEW_SHARDS = 8  # the renewal index is read shard by shard; spreads a busy day's writes
+CYCLES_PER_WRITE = 40  # a transaction holds 100 items: 2 entries a cycle, plus the wallet
 
 
 def personal_workspace_id(user_id: str) -> str:
