@@ -40,22 +40,23 @@ class Report:
                 f"{self.expired} credits expired{queued}")
 
 
-def due_wallets(moment: datetime) -> Iterator[str]:
+def due_wallets(moment: datetime) -> Iterator[Wallet]:
+    """Wallets whose cycle ended by `moment`, as the index holds them (the whole item: its copy
+    may lag the table, but renewal's write is conditioned on the wallet it read, so a stale copy
+    only costs a fresh read)."""
     ts = int(moment.timestamp())
     for shard in range(RENEW_SHARDS):
-        for item in Wallet.by_renewal.query(f"r{shard}", Wallet.renews_at <= ts,
-                                             attributes_to_get=["pk"]):
-            yield item.pk
+        yield from Wallet.by_renewal.query(f"r{shard}", Wallet.renews_at <= ts)
 
 
-def renew_one(workspace_id: str, moment: datetime, report: Report) -> None:
+def renew_one(workspace_id: str, moment: datetime, report: Report, seen: Wallet | None = None) -> None:
     """Safe to call twice for the same wallet and moment: the second finds nothing due.
     One read and one write per wallet, unless it was idle for years (CYCLES_PER_WRITE a write)
     or something raced it."""
     counted = False
     for _ in range(50):
         try:
-            w = get_wallet(workspace_id)
+            w, seen = seen or get_wallet(workspace_id), None
         except NotFound:
             return
         while int(w.cycle_end) <= int(moment.timestamp()):
@@ -79,7 +80,8 @@ def renew_one(workspace_id: str, moment: datetime, report: Report) -> None:
 def run(moment: datetime, progress: bool = False, send: Callable[[str], None] | None = None) -> Report:
     """Renew what is due; with `send` (the scheduled job), hand batches to SQS on busy days."""
     report = Report(moment)
-    ids = sorted(set(due_wallets(moment)))
+    found = {w.pk: w for w in due_wallets(moment)}
+    ids = sorted(found)
     report.due = len(ids)
     if send is not None and len(ids) > FANOUT_ABOVE:
         for i in range(0, len(ids), BATCH):
@@ -92,7 +94,7 @@ def run(moment: datetime, progress: bool = False, send: Callable[[str], None] | 
 
         ids = tqdm(ids, unit="wallet")
     for workspace_id in ids:
-        renew_one(workspace_id, moment, report)
+        renew_one(workspace_id, moment, report, seen=found[workspace_id])
     return report
 
 
