@@ -55,7 +55,7 @@ class Stripe:
 
     def subscription(self, ws: str, sub_id: str, price: str, start: int, end: int, status: str = "active",
                      cancel_at_period_end: bool = False, cancel_at: int | None = None,
-                     ended_at: int | None = None, customer: str = "cus_test") -> dict:
+                     ended_at: int | None = None, customer: str = "cus_test", anchor: int | None = None) -> dict:
         s = _load(self.shape, "subscription")
         item = copy.deepcopy(s["items"]["data"][0])
         item["price"]["id"] = price
@@ -65,7 +65,8 @@ class Stripe:
         item["subscription"] = sub_id
         s.update(id=sub_id, status=status, customer=customer, metadata={"workspace_id": ws},
                  cancel_at_period_end=cancel_at_period_end, cancel_at=cancel_at, ended_at=ended_at,
-                 canceled_at=ended_at, created=start, start_date=start)
+                 canceled_at=ended_at, created=start, start_date=start,
+                 billing_cycle_anchor=anchor)  # None unless given: the fixture's value is filler
         if self.shape == "new":
             item.update(current_period_start=start, current_period_end=end)
             s.pop("current_period_start", None)

@@ -64,7 +64,8 @@ def apply_subscription(obj: dict, now: datetime, seen: str | None = None, delete
         id=f.id, plan_id=plan[0], interval=plan[1],
         period_start=_moment(f.period_start, now), period_end=_moment(f.period_end, now),
         status=status, ends_at=_moment(f.ended_at, now) if status == "canceled" else (_moment(ends, now) if ends else None),
-        customer_id=f.customer, seen=seen,
+        customer_id=f.customer, seen=seen, anchor=_moment(f.anchor, now) if f.anchor else None,
+        changed_at=_moment(int(seen.split(":")[0]), now) if seen.split(":")[0].strip("0") else None,
     )
     return plans.follow(f.workspace_id, sub, now)
 
@@ -77,7 +78,9 @@ def invoice_paid(event: dict, now: datetime) -> str:
     sub = plans.Subscription(id=f.subscription_id, plan_id=plan[0], interval=plan[1],
                              period_start=_moment(f.period_start, now), period_end=_moment(f.period_end, now),
                              status="active", customer_id=f.customer)
-    granted = plans.pay(f.workspace_id, sub, now)
+    # A proration invoice (an upgrade's difference) pays for part of a period: it may not start a
+    # plan or name its cycle; the subscription's own events and invoices do.
+    granted = plans.pay(f.workspace_id, sub, now, may_start=not f.proration_only)
     return f"paid through {f.period_end}, granted {granted}"
 
 
@@ -85,8 +88,9 @@ def invoice_payment_failed(event: dict, now: datetime) -> str:
     f = payloads.invoice(event["data"]["object"])
     if not f.subscription_id or not f.workspace_id:
         return "ignored: not a subscription invoice of ours"
-    plans.payment_failed(f.workspace_id, f.subscription_id, now)
-    return "past_due"
+    if not f.period_end:
+        return "ignored: no period"
+    return plans.payment_failed(f.workspace_id, f.subscription_id, _moment(f.period_end, now), now)
 
 
 def charge_refunded(event: dict, now: datetime) -> str:

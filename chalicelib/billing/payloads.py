@@ -42,6 +42,7 @@ class SubscriptionFacts:
     cancel_at: int | None
     ended_at: int | None
     created: int | None
+    anchor: int | None  # billing_cycle_anchor: the day every period keeps
 
 
 def subscription(sub: dict) -> SubscriptionFacts:
@@ -62,6 +63,7 @@ def subscription(sub: dict) -> SubscriptionFacts:
         cancel_at=sub.get("cancel_at"),
         ended_at=sub.get("ended_at") or (sub.get("canceled_at") if sub.get("status") == "canceled" else None),
         created=sub.get("created"),
+        anchor=sub.get("billing_cycle_anchor"),
     )
 
 

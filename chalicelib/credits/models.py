@@ -149,11 +149,12 @@ class TopupRecord(_Base):
     class Meta(_Base.Meta):
         pass
 
-    workspace_id = UnicodeAttribute()
-    session_id = UnicodeAttribute()
-    credits = NumberAttribute()
-    amount = NumberAttribute()  # money paid, minor units
+    workspace_id = UnicodeAttribute(null=True)  # null: a refund or dispute came before the top-up
+    session_id = UnicodeAttribute(null=True)
+    credits = NumberAttribute(null=True)
+    amount = NumberAttribute(null=True)  # money paid, minor units
     taken = NumberAttribute(default=0)  # credits taken back so far
+    reversed = NumberAttribute(default=0)  # the most money reported refunded or disputed
 
 
 MODELS = (Wallet, Entry, Membership, TopupRecord)

@@ -23,7 +23,8 @@ def _pinned(w: Wallet):
 
 def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: datetime, now: datetime,
                *, status: str = "active", actor: Actor = SYSTEM_ACTOR, sub_id: str | None = None,
-               extra: list | None = None) -> bool:
+               extra: list | None = None, anchor: datetime | None = None,
+               period_end: datetime | None = None) -> bool:
     """Move the wallet onto a plan whose cycles count from `start`: the plan credits left of the
     current cycle expire, and the new plan's first cycle grants once it is paid (free: at once).
     Returns False if the wallet was already on this plan from this start."""
@@ -32,10 +33,12 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
         w = load(workspace_id, now)
         if not plan.allows(w.kind):
             raise InvalidRequest(f"The {plan.name} plan is for {plan.workspace_kind} workspaces.")
-        if w.plan_id == plan.id and int(w.anchor) == int(start.timestamp()) and w.sub_id == sub_id:
+        if anchor is None or anchor > start:
+            # A monthly period names its anchor's day (Feb 28 -> Mar 31: the 31st).
+            anchor = rules.anchor_of_period(start, period_end) if period_end and interval == "month" else start
+        if w.plan_id == plan.id and int(w.anchor) == int(anchor.timestamp()) and w.sub_id == sub_id:
             return False
-        first_end = rules.cycle_at(start, max(start, now))[1] if plan.id == "free" else rules.cycle_at(start, start)[1]
-        first_start = rules.cycle_at(start, max(start, now))[0] if plan.id == "free" else start
+        first_start, first_end = rules.cycle_at(anchor, max(start, now) if plan.id == "free" else start)
         seq, ops = w.last, []
         old = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
         if int(w.plan):
@@ -53,7 +56,7 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
             Wallet.plan.set(granted), Wallet.last.set(seq), Wallet.plan_id.set(plan.id),
             Wallet.epoch.set((w.epoch or 0) + 1),
             Wallet.interval.set(interval) if interval else Wallet.interval.remove(),
-            Wallet.status.set(status), Wallet.anchor.set(int(start.timestamp())),
+            Wallet.status.set(status), Wallet.anchor.set(int(anchor.timestamp())),
             Wallet.cycle_start.set(int(first_start.timestamp())), Wallet.cycle_end.set(int(first_end.timestamp())),
             Wallet.paid_until.remove(), Wallet.renew_shard.set(_shard(workspace_id)),
             Wallet.sub_id.set(sub_id) if sub_id else Wallet.sub_id.remove(),
@@ -70,7 +73,8 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
 
 
-def mark_paid(workspace_id: str, paid_through: datetime, now: datetime) -> int:
+def mark_paid(workspace_id: str, paid_through: datetime, now: datetime, *, plan_id: str | None = None,
+              grant: bool = True) -> int:
     """Billing reports the plan paid through `paid_through` (a period's end). Every cycle that ends
     by then is paid for; the current one is granted now if it was not yet. Returns the credits
     granted by this call (0 when the cycle was granted already, or is not yet current)."""
@@ -80,7 +84,12 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime) -> int:
         new_until = max(int(w.paid_until or 0), until)
         start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
         w.paid_until = new_until
-        granted = credits_for_cycle(w, start, end)
+        seen_at = int((w.sub_seen or "0:").split(":")[0] or 0)
+        if plan_id and seen_at > int(w.cycle_start):
+            # The plan this payment is for, unless the wallet knows a plan change from before this
+            # cycle began (an upgrade earlier in an annual year grants from the next cycle on).
+            w.plan_id = plan_id
+        granted = credits_for_cycle(w, start, end) if grant else 0
         actions = [Wallet.paid_until.set(new_until)]
         if int(w.cycle_end) <= new_until and w.status == "past_due":
             actions.append(Wallet.status.set("active"))
@@ -96,8 +105,10 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime) -> int:
             return granted
         except Cancelled as c:
             if ops and 0 in c.failed:  # this cycle was granted before: only record the payment
-                transact([Update(wallet_key(workspace_id), [Wallet.paid_until.set(new_until)],
-                                 Wallet.cycle_start == int(w.cycle_start))])
+                record = [Wallet.paid_until.set(new_until)]
+                if int(w.cycle_end) <= new_until:
+                    record.append(Wallet.status.set("active"))
+                transact([Update(wallet_key(workspace_id), record, Wallet.cycle_start == int(w.cycle_start))])
                 return 0
             continue
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
@@ -116,6 +127,8 @@ class Subscription:
     ends_at: datetime | None = None  # set when cancelled at period end
     customer_id: str | None = None
     seen: str = ""  # orders states of one subscription: "created:event id"
+    anchor: datetime | None = None  # Stripe's billing anchor: periods keep its day
+    changed_at: datetime | None = None  # when Stripe made this state (the event's time)
 
 
 def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
@@ -136,8 +149,10 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
         if sub.status == "incomplete":
             return "ignored: not paid yet"
         if w.sub_id != sub.id or w.plan_id == "free":
-            start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id)
+            start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id,
+                       anchor=sub.anchor, period_end=sub.period_end)
             continue  # then apply the rest of the state below
+        ops: list = []
         actions = [
             Wallet.status.set("past_due" if sub.status in ("past_due", "unpaid") else "active"),
             Wallet.ends_at.set(int(sub.ends_at.timestamp())) if sub.ends_at else Wallet.ends_at.remove(),
@@ -146,6 +161,15 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
             actions.append(Wallet.sub_seen.set(sub.seen))
         if sub.customer_id:
             actions.append(Wallet.customer_id.set(sub.customer_id))
+        anchor = sub.anchor or (rules.anchor_of_period(sub.period_start, sub.period_end)
+                                if sub.interval == "month" else None)
+        if anchor and int(anchor.timestamp()) != int(w.anchor) and anchor <= rules.as_utc(w.cycle_start) \
+                and rules.cycle_at(anchor, rules.as_utc(w.cycle_start))[0] == rules.as_utc(w.cycle_start):
+            # Seen first through a later period: take Stripe's anchor, so periods keep its day
+            # (Jan 31 -> Feb 28 -> Mar 31). The current cycle keeps its start, an anniversary of both.
+            start, end = rules.cycle_at(anchor, rules.as_utc(w.cycle_start))
+            actions += [Wallet.anchor.set(int(anchor.timestamp())), Wallet.cycle_start.set(int(start.timestamp())),
+                        Wallet.cycle_end.set(int(end.timestamp())), Wallet.renews_at.set(int(end.timestamp()))]
         if (w.plan_id, w.interval) != (sub.plan_id, sub.interval):
             # An upgrade bills now and grants from the next renewal; a downgrade reaches here at
             # the period end it was scheduled for. Either way the credits in hand stay.
@@ -153,34 +177,73 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
             pending = plain(w.pending) if w.pending is not None else {}
             if pending.get("plan") == sub.plan_id and pending.get("interval") == sub.interval:
                 actions.append(Wallet.pending.remove())
+            ops, more = _regrant(w, sub, now)
+            actions += more
         try:
-            transact([Update(wallet_key(workspace_id), actions, (Wallet.sub_id == sub.id) & _pinned(w))])
+            transact([*ops, Update(wallet_key(workspace_id), actions, (Wallet.sub_id == sub.id) & _pinned(w))])
             return "applied"
         except Cancelled:
             continue
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
 
 
-def pay(workspace_id: str, sub: Subscription, now: datetime) -> int:
+def _regrant(w: Wallet, sub: Subscription, now: datetime) -> tuple[list, list]:
+    """A plan change Stripe made before the current cycle began, reported after the cycle was
+    granted with the old plan: the cycle gets the difference (a grant, or an expiry of the
+    excess, never below zero), keyed by cycle and plan so it happens once."""
+    if sub.changed_at is None or sub.changed_at >= rules.as_utc(w.cycle_start):
+        return [], []
+    start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
+    old = credits_for_cycle(w, start, end)
+    if not old:
+        return [], []  # the cycle was not granted (unpaid): it will be, with the plan it has then
+    new_plan = catalog().plan(sub.plan_id)
+    new = int(w.contract_credits or 0) if new_plan.contract else int(new_plan.credits_per_cycle or 0)
+    delta = new - old if new >= old else -min(old - new, int(w.plan))
+    if not delta:
+        return [], []
+    seq = rules.next_seq(now, w.last)
+    kind = "grant" if delta > 0 else "expire"
+    entry = Entry(w.pk, f"{cycle_key(kind, w.epoch or 0, start)}#{sub.plan_id}", seq=seq, kind=kind, plan_delta=delta,
+                  ref={**_cycle_ref(start, end, sub.plan_id), "reason": "plan_change"}, actor=SYSTEM_ACTOR.label)
+    return [Put(entry, Entry.sk.does_not_exist())], [Wallet.plan.add(delta), Wallet.last.set(seq)]
+
+
+def pay(workspace_id: str, sub: Subscription, now: datetime, may_start: bool = True) -> int:
     """An invoice of the subscription was paid for a period: follow the subscription if the
     wallet has not yet (invoices may come first), then mark the period paid."""
     w = load(workspace_id, now)
     if sub.id == w.sub_ended:
         return 0
     if w.sub_id != sub.id or w.plan_id == "free":
-        start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id)
-    elif (w.plan_id, w.interval) != (sub.plan_id, sub.interval) and int(sub.period_start.timestamp()) >= int(w.cycle_start):
+        if not may_start:
+            return 0
+        start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id,
+                   period_end=sub.period_end)
+    elif (w.plan_id, w.interval) != (sub.plan_id, sub.interval) and int(sub.period_start.timestamp()) >= int(w.cycle_start) \
+            and int((w.sub_seen or "0:").split(":")[0] or 0) < int(sub.period_start.timestamp()):
         # The invoice of a new period pays for the plan of that period (a downgrade taking effect,
-        # reported before the subscription update arrives).
+        # reported before the subscription update arrives) unless a newer state of the
+        # subscription is known (an upgrade after the period began).
         follow(workspace_id, sub, now)
-    return mark_paid(workspace_id, sub.period_end, now)
+    # A proration invoice pays an upgrade's difference: it grants nothing (the period's own
+    # invoice grants the plan it paid for; the upgrade's credits come with the next cycle).
+    return mark_paid(workspace_id, sub.period_end, now, plan_id=sub.plan_id, grant=may_start)
 
 
-def payment_failed(workspace_id: str, sub_id: str, now: datetime) -> None:
+def payment_failed(workspace_id: str, sub_id: str, period_end: datetime, now: datetime) -> str:
+    """A payment for a period failed: past_due, unless that period is paid already (a late
+    failure event of an invoice paid on retry changes nothing)."""
     w = load(workspace_id, now)
     if w.sub_id != sub_id:
-        return
-    transact([Update(wallet_key(workspace_id), [Wallet.status.set("past_due")], Wallet.sub_id == sub_id)])
+        return "ignored: not the current subscription"
+    end = int(period_end.timestamp())
+    try:
+        transact([Update(wallet_key(workspace_id), [Wallet.status.set("past_due")],
+                         (Wallet.sub_id == sub_id) & (Wallet.paid_until.does_not_exist() | (Wallet.paid_until < end)))])
+    except Cancelled:
+        return "ignored: that period is paid"
+    return "past_due"
 
 
 def set_contract(workspace_id: str, credits: int, paid_through: datetime, now: datetime) -> dict:

@@ -178,6 +178,18 @@ def cycle_at(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
     return anchor + relativedelta(months=n), anchor + relativedelta(months=n + 1)
 
 
+def anchor_of_period(start: datetime, end: datetime) -> datetime:
+    """The billing anchor a monthly period implies. Periods keep their anchor's day, clamped to
+    short months, so the anchor's day is the larger of the two (Feb 28 -> Mar 31: the 31st), and
+    the anchor is the latest moment on that day at or before the start (Jan 31)."""
+    day = max(start.day, end.day)
+    candidate, back = start, 0
+    while candidate.day != day and back < 12:
+        back += 1
+        candidate = (start - relativedelta(months=back)).replace(day=1) + relativedelta(day=day)
+    return candidate if candidate.day == day else start
+
+
 def cycles_between(anchor: datetime, start: datetime, until: datetime) -> Iterable[tuple[datetime, datetime]]:
     """Every cycle that begins at or after `start` and ends at or before `until`, in order."""
     n = 0

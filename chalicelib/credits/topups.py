@@ -41,6 +41,19 @@ def credit(workspace_id: str, session_id: str, credits: int, amount: int, paymen
             if 1 in c.failed:
                 last = Wallet.from_raw_data(c.failed[1]).last
                 continue
+            if 2 in c.failed and c.failed[2] and "credits" not in c.failed[2]:
+                # A refund or dispute of this payment arrived first: credit, then apply it.
+                reversed_amount = int(c.failed[2].get("reversed", {}).get("N", 0))
+                ops[2] = Update(TopupRecord(f"pi#{payment_intent}", "topup"), [
+                    TopupRecord.workspace_id.set(workspace_id), TopupRecord.session_id.set(session_id),
+                    TopupRecord.credits.set(credits), TopupRecord.amount.set(amount)],
+                    TopupRecord.credits.does_not_exist())
+                try:
+                    transact(ops)
+                except Cancelled:
+                    continue
+                take_back(payment_intent, reversed_amount, "reported before the top-up", now)
+                return True
             return False  # the payment intent was recorded by an earlier credit of this checkout
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
 
@@ -54,7 +67,13 @@ def take_back(payment_intent: str | None, reversed_amount: int, source: str, now
         try:
             record = TopupRecord.get(f"pi#{payment_intent}", "topup", consistent_read=True)
         except DoesNotExist:
-            return 0  # not a top-up of ours
+            record = None
+        if record is None or record.credits is None:
+            # Not (yet) a top-up we know: remember the reversal, so a top-up of this payment that
+            # is reported later is credited and taken back alike. Other payments stay ignored.
+            _remember_reversal(payment_intent, reversed_amount, record)
+            return 0
+        reversed_amount = max(reversed_amount, int(record.reversed or 0))
         target = min(int(record.credits), int(record.credits) * reversed_amount // max(int(record.amount), 1))
         want = target - int(record.taken)
         if want <= 0:
@@ -79,3 +98,16 @@ def take_back(payment_intent: str | None, reversed_amount: int, source: str, now
         except Cancelled:
             continue
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
+
+
+def _remember_reversal(payment_intent: str, reversed_amount: int, record: TopupRecord | None) -> None:
+    key = TopupRecord(f"pi#{payment_intent}", "topup")
+    try:
+        if record is None:
+            transact([Put(TopupRecord(f"pi#{payment_intent}", "topup", reversed=reversed_amount, taken=0),
+                          TopupRecord.pk.does_not_exist())])
+        elif reversed_amount > int(record.reversed or 0):
+            transact([Update(key, [TopupRecord.reversed.set(reversed_amount)],
+                             TopupRecord.credits.does_not_exist() & (TopupRecord.reversed < reversed_amount))])
+    except Cancelled:
+        pass  # the top-up or a larger reversal got there first; whoever comes next applies it
