@@ -24,13 +24,13 @@ def _pinned(w: Wallet):
 def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: datetime, now: datetime,
                *, status: str = "active", actor: Actor = SYSTEM_ACTOR, sub_id: str | None = None,
                extra: list | None = None, anchor: datetime | None = None,
-               period_end: datetime | None = None) -> bool:
+               period_end: datetime | None = None, wallet: Wallet | None = None) -> bool:
     """Move the wallet onto a plan whose cycles count from `start`: the plan credits left of the
     current cycle expire, and the new plan's first cycle grants once it is paid (free: at once).
     Returns False if the wallet was already on this plan from this start."""
     plan = catalog().plan(plan_id)
     for _ in range(ATTEMPTS):
-        w = load(workspace_id, now)
+        w, wallet = wallet or load(workspace_id, now), None  # the caller's read serves the first try
         if not plan.allows(w.kind):
             raise InvalidRequest(f"The {plan.name} plan is for {plan.workspace_kind} workspaces.")
         if anchor is None or anchor > start:
@@ -74,13 +74,13 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
 
 
 def mark_paid(workspace_id: str, paid_through: datetime, now: datetime, *, plan_id: str | None = None,
-              grant: bool = True) -> int:
+              grant: bool = True, wallet: Wallet | None = None) -> int:
     """Billing reports the plan paid through `paid_through` (a period's end). Every cycle that ends
     by then is paid for; the current one is granted now if it was not yet. Returns the credits
     granted by this call (0 when the cycle was granted already, or is not yet current)."""
     until = int(paid_through.timestamp())
     for _ in range(ATTEMPTS):
-        w = load(workspace_id, now)
+        w, wallet = wallet or load(workspace_id, now), None
         new_until = max(int(w.paid_until or 0), until)
         start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
         w.paid_until = new_until
@@ -150,7 +150,7 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
             return "ignored: not paid yet"
         if w.sub_id != sub.id or w.plan_id == "free":
             start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id,
-                       anchor=sub.anchor, period_end=sub.period_end)
+                       anchor=sub.anchor, period_end=sub.period_end, wallet=w)
             continue  # then apply the rest of the state below
         ops: list = []
         actions = [
@@ -213,22 +213,26 @@ def pay(workspace_id: str, sub: Subscription, now: datetime, may_start: bool = T
     """An invoice of the subscription was paid for a period: follow the subscription if the
     wallet has not yet (invoices may come first), then mark the period paid."""
     w = load(workspace_id, now)
+    switched = False
     if sub.id == w.sub_ended:
         return 0
     if w.sub_id != sub.id or w.plan_id == "free":
+        switched = True
         if not may_start:
             return 0
         start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id,
-                   period_end=sub.period_end)
+                   period_end=sub.period_end, wallet=w)
     elif (w.plan_id, w.interval) != (sub.plan_id, sub.interval) and int(sub.period_start.timestamp()) >= int(w.cycle_start) \
             and int((w.sub_seen or "0:").split(":")[0] or 0) < int(sub.period_start.timestamp()):
         # The invoice of a new period pays for the plan of that period (a downgrade taking effect,
         # reported before the subscription update arrives) unless a newer state of the
         # subscription is known (an upgrade after the period began).
+        switched = True
         follow(workspace_id, sub, now)
     # A proration invoice pays an upgrade's difference: it grants nothing (the period's own
     # invoice grants the plan it paid for; the upgrade's credits come with the next cycle).
-    return mark_paid(workspace_id, sub.period_end, now, plan_id=sub.plan_id, grant=may_start)
+    unchanged = w if w.sub_id == sub.id and w.plan_id != "free" and not switched else None
+    return mark_paid(workspace_id, sub.period_end, now, plan_id=sub.plan_id, grant=may_start, wallet=unchanged)
 
 
 def payment_failed(workspace_id: str, sub_id: str, period_end: datetime, now: datetime) -> str:
