@@ -7,6 +7,22 @@ from chalicelib.credits import models
 
 app = Chalice(app_name="studio-credits")
 models.bind(config.settings())
+
+
+@app.middleware("all")
+def observed(event, get_response):
+    """Every invocation: its request id on every log line, its metrics flushed at the end."""
+    from chalicelib.observe import flush, logger
+
+    context = getattr(event, "context", None) or {}
+    request_id = context.get("requestId") if isinstance(context, dict) else None
+    lambda_context = getattr(app, "lambda_context", None)
+    logger.append_keys(request_id=request_id or getattr(lambda_context, "aws_request_id", None))
+    try:
+        return get_response(event)
+    finally:
+        flush()
+        logger.remove_keys(["request_id"])
 req = lambda: app.current_request  # noqa: E731
 # Bodies are parsed as JSON whatever their declared type (curl -d sends form-encoded).
 BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 from typing import Any, Callable, TypeVar
 
 from chalice import Response
@@ -12,7 +11,6 @@ from chalice import Response
 from . import auth, config
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 
-log = logging.getLogger("credits")
 M = TypeVar("M")
 
 
@@ -41,17 +39,32 @@ def error_response(err: ServiceError) -> Response:
 
 
 def handled(view: Callable) -> Callable:
-    """Turn domain errors into their JSON answer and anything unexpected into a bare 500."""
+    """Turn domain errors into their JSON answer and anything unexpected into a bare 500, and
+    log one structured line per request: operation, workspace, status, error code. Never a
+    header, a body or a token."""
+    from .observe import count, logger
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
+        operation, workspace = view.__name__, kwargs.get("ws")
         try:
-            return view(*args, **kwargs)
+            response = view(*args, **kwargs)
+            status, code = getattr(response, "status_code", 200), None
         except ServiceError as e:
-            return error_response(e)
+            response, status, code = error_response(e), e.status, e.code
         except Exception:
-            log.exception("unhandled error")
+            logger.exception("unhandled error", extra={"operation": operation, "workspace": workspace})
+            count("Failures", operation=operation)
             return json_response({"error": {"code": "internal_error", "message": "Something went wrong."}}, 500)
+        logger.info("request", extra={"operation": operation, "workspace": workspace, "status": status,
+                                      **({"error": code} if code else {})})
+        if status == 402:
+            count("Refusals", reason=code)
+        elif operation == "charge" and status == 201:
+            count("Charges")
+        elif status >= 500:
+            count("Failures", operation=operation)
+        return response
 
     return wrapper
 

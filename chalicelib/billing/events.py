@@ -3,7 +3,6 @@ on credits. Every handler is idempotent and order-tolerant, because Stripe deliv
 in any order: effects are keyed by the Stripe object they come from."""
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -11,7 +10,6 @@ from ..catalog import Pack, catalog
 from ..credits import plans, topups
 from . import payloads
 
-log = logging.getLogger("credits.billing")
 Handler = Callable[[dict, datetime], str]
 
 

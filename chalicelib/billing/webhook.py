@@ -3,13 +3,11 @@ unless the signature holds (any of the configured secrets, so they can rotate)."
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 
 from ..errors import InvalidRequest, InvalidSignature, NotFound
 from .events import HANDLERS
 
-log = logging.getLogger("credits.billing")
 TOLERANCE = 300  # seconds: Stripe's default; older signatures are replays
 
 
@@ -38,6 +36,9 @@ def receive(raw: bytes, signature: str | None, secrets: tuple[str, ...], now: da
             raise TypeError
     except (ValueError, KeyError, TypeError):
         raise InvalidRequest("The event is not a Stripe event.") from None
+    from ..observe import count
+
+    count("WebhookEvents", type=kind)
     handler = HANDLERS.get(kind)
     if handler is None:
         return {"received": True, "type": kind, "result": "ignored: not an event we act on"}
@@ -45,5 +46,7 @@ def receive(raw: bytes, signature: str | None, secrets: tuple[str, ...], now: da
         result = handler(event, now)
     except NotFound:
         result = "ignored: no such workspace"
-    log.info("stripe event %s %s: %s", event.get("id"), kind, result)
+    from ..observe import logger
+
+    logger.info("stripe event", extra={"event_id": event.get("id"), "type": kind, "result": result})
     return {"received": True, "type": kind, "result": result}

@@ -102,6 +102,9 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime, *, plan_
             actions += [Wallet.plan.add(granted), Wallet.last.set(seq)]
         try:
             transact([*ops, Update(wallet_key(workspace_id), actions, _pinned(w))])
+            from ..observe import count
+
+            count("CreditsGranted", granted, source="payment")
             return granted
         except Cancelled as c:
             if ops and 0 in c.failed:  # this cycle was granted before: only record the payment

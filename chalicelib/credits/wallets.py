@@ -199,6 +199,10 @@ def renew_due(w: Wallet, now: datetime) -> Renewed | None:
         transact([*ops, Update(wallet_key(w.pk), actions, cond)])
     except Cancelled:
         return None  # someone else renewed or wrote first; the caller reads again
+    from ..observe import count
+
+    count("CreditsGranted", total_granted, source="renewal")
+    count("CreditsExpired", total_expired, source="renewal")
     return Renewed(cycles, total_granted, total_expired, caught_up=end > now)
 
 
