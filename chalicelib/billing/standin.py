@@ -191,9 +191,6 @@ class StandIn:
         _save(session_id, s)
         return s
 
-    def session(self, session_id: str) -> dict:
-        return _load(session_id)
-
     def tick(self, now: datetime) -> int:
         """Renew or end every stand-in subscription whose period has ended. Returns events sent."""
         sent = 0
