@@ -10,7 +10,21 @@ from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalic
 from devserver.store import EmbeddedStore
 
 
-class _QuietHandler(ChaliceRequestHandler):
+class _Handler(ChaliceRequestHandler):
+    def send_error(self, code, message=None, explain=None) -> None:
+        if code != 501:
+            return super().send_error(code, message, explain)
+        # Python's HTTP server answers a method it has no handler for (TRACE, QUERY ...) with a
+        # 501 HTML page; an API answers 405 in its own error shape.
+        body = b'{"error":{"code":"method_not_allowed","message":"This method is not supported."}}'
+        self.send_response(405)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _QuietHandler(_Handler):
     def log_message(self, *args) -> None:  # benchmarks: no line per request
         pass
 
@@ -76,7 +90,7 @@ def serve(host: str, port: int, data_dir: Path | None, fresh: bool = False, anno
     app.__class__ = CustomLocalChalice
     chalice_config = Config.create(chalice_app=app, app_name=app.app_name, chalice_stage="local")
     http = LocalDevServer(app, chalice_config, host, port, server_cls=_Server,
-                          handler_cls=_QuietHandler if quiet else ChaliceRequestHandler)
+                          handler_cls=_QuietHandler if quiet else _Handler)
     server = LocalServer(store, http, data_dir)
     if announce:
         for name, value in defaults.items():
