@@ -69,3 +69,19 @@ def test_customers_are_created_once_per_workspace_at_stripe_too():
     g.client.v1.customers.create.return_value = MagicMock(id="cus_9")
     assert g.create_customer("ws_1", "Team") == "cus_9"
     assert g.client.v1.customers.create.call_args.args[1] == {"idempotency_key": "customer-ws_1"}
+
+
+def test_deployed_secrets_come_from_ssm_at_cold_start(monkeypatch):
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        ssm = boto3.client("ssm", region_name="eu-west-1")
+        ssm.put_parameter(Name="/studio-credits/prod/stripe-secret-key", Value="sk_live_x", Type="SecureString")
+        ssm.put_parameter(Name="/studio-credits/prod/stripe-webhook-secret", Value="whsec_a,whsec_b",
+                          Type="SecureString")
+        s = config.from_env({"STAGE": "prod", "SSM_PREFIX": "/studio-credits/prod/", "AWS_DEFAULT_REGION": "eu-west-1",
+                             "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+    assert s.stripe_secret_key == "sk_live_x"
+    assert s.stripe_webhook_secrets == ("whsec_a", "whsec_b")
