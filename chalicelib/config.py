@@ -50,26 +50,28 @@ def defaulted(env=os.environ) -> dict[str, str]:
     return {k: v for k, v in LOCAL_DEFAULTS.items() if not env.get(k)}
 
 
-# Secrets a deployed stage reads from SSM Parameter Store (SecureString) at cold start, under
-# SSM_PREFIX (e.g. /studio-credits/prod/), instead of plain environment values.
-SSM_SECRETS = {"stripe-secret-key": "STRIPE_SECRET_KEY", "stripe-webhook-secret": "STRIPE_WEBHOOK_SECRET"}
+# Secrets a deployed stage reads from SSM Parameter Store (SecureString) at cold start, named by
+# these variables (e.g. STRIPE_SECRET_KEY_PARAM=/studio-credits/prod/stripe-secret-key), instead
+# of plain environment values.
+SSM_SECRETS = {"STRIPE_SECRET_KEY_PARAM": "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET_PARAM": "STRIPE_WEBHOOK_SECRET"}
 
 
-def ssm_secrets(prefix: str, client=None) -> dict[str, str]:
-    """The secrets under the prefix, as environment names: one GetParameters call."""
+def ssm_secrets(env, client=None) -> dict[str, str]:
+    """The secrets the environment names, as their variables: one GetParameters call."""
+    names = {env[param]: var for param, var in SSM_SECRETS.items() if env.get(param)}
+    if not names:
+        return {}
     if client is None:
         import botocore.session
 
         client = botocore.session.get_session().create_client("ssm")
-    names = {prefix.rstrip("/") + "/" + name: var for name, var in SSM_SECRETS.items()}
     found = client.get_parameters(Names=list(names), WithDecryption=True)["Parameters"]
     return {names[p["Name"]]: p["Value"] for p in found}
 
 
 def from_env(env: os._Environ | dict = os.environ) -> Settings:
     env = {**defaulted(env), **env}
-    if env.get("SSM_PREFIX"):
-        env = {**env, **ssm_secrets(env["SSM_PREFIX"])}
+    env = {**env, **ssm_secrets(env)}
     return Settings(
         stage=env.get("STAGE", "local"),
         table_name=env.get("TABLE_NAME", "credits"),

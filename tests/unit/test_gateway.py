@@ -81,7 +81,7 @@ def test_deployed_secrets_come_from_ssm_at_cold_start(monkeypatch):
         ssm.put_parameter(Name="/studio-credits/prod/stripe-secret-key", Value="sk_live_x", Type="SecureString")
         ssm.put_parameter(Name="/studio-credits/prod/stripe-webhook-secret", Value="whsec_a,whsec_b",
                           Type="SecureString")
-        s = config.from_env({"STAGE": "prod", "SSM_PREFIX": "/studio-credits/prod/", "AWS_DEFAULT_REGION": "eu-west-1",
-                             "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+        s = config.from_env({"STAGE": "prod", "STRIPE_SECRET_KEY_PARAM": "/studio-credits/prod/stripe-secret-key",
+                             "STRIPE_WEBHOOK_SECRET_PARAM": "/studio-credits/prod/stripe-webhook-secret"})
     assert s.stripe_secret_key == "sk_live_x"
     assert s.stripe_webhook_secrets == ("whsec_a", "whsec_b")
