@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run run-fresh test bench clean
+.PHONY: run run-fresh test bench package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 ## Print the benchmark figures quoted in the README.
 bench: $(STAMP)
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+## Package a stage for CloudFormation (SAM) into build/$$STAGE/ and cfn-lint it: make package STAGE=prod
+STAGE ?= dev
+package: $(STAMP)
+	$(BIN)/python -m infra.package --stage $(STAGE) --out build/$(STAGE)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache

@@ -56,17 +56,25 @@ def defaulted(env=os.environ) -> dict[str, str]:
 SSM_SECRETS = {"STRIPE_SECRET_KEY_PARAM": "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET_PARAM": "STRIPE_WEBHOOK_SECRET"}
 
 
+def in_lambda(env=os.environ) -> bool:
+    """Running in AWS Lambda (not in `chalice package`/`deploy` importing app.py, nor locally)."""
+    return bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
 def ssm_secrets(env, client=None) -> dict[str, str]:
-    """The secrets the environment names, as their variables: one GetParameters call."""
+    """The secrets the environment names, as their variables: one GetParameters call, inside
+    Lambda only (packaging imports app.py with the stage's variables and no AWS access)."""
     names = {env[param]: var for param, var in SSM_SECRETS.items() if env.get(param)}
-    if not names:
+    if not names or (client is None and not in_lambda(env)):
         return {}
     if client is None:
         import botocore.session
 
         client = botocore.session.get_session().create_client("ssm")
-    found = client.get_parameters(Names=list(names), WithDecryption=True)["Parameters"]
-    return {names[p["Name"]]: p["Value"] for p in found}
+    answer = client.get_parameters(Names=list(names), WithDecryption=True)
+    if answer.get("InvalidParameters"):  # a deployed stage without its secrets must not start
+        raise RuntimeError(f"Missing SSM parameters: {', '.join(sorted(answer['InvalidParameters']))}")
+    return {names[p["Name"]]: p["Value"] for p in answer["Parameters"]}
 
 
 def from_env(env: os._Environ | dict = os.environ) -> Settings:

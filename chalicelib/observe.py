@@ -15,9 +15,9 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def count(name: str, value: int = 1, **dimensions: str) -> None:
-    """A counter, e.g. count("Refusals", reason="insufficient_credits"). Locally and in tests
-    there is no CloudWatch to read them, so stdout stays for people."""
-    if value <= 0 or config.settings().is_local:
+    """A counter, e.g. count("Refusals", reason="insufficient_credits"). Outside Lambda there is
+    no CloudWatch to read them, so stdout stays for people."""
+    if value <= 0 or not config.in_lambda():
         return
     if not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -81,7 +81,11 @@ def test_deployed_secrets_come_from_ssm_at_cold_start(monkeypatch):
         ssm.put_parameter(Name="/studio-credits/prod/stripe-secret-key", Value="sk_live_x", Type="SecureString")
         ssm.put_parameter(Name="/studio-credits/prod/stripe-webhook-secret", Value="whsec_a,whsec_b",
                           Type="SecureString")
-        s = config.from_env({"STAGE": "prod", "STRIPE_SECRET_KEY_PARAM": "/studio-credits/prod/stripe-secret-key",
-                             "STRIPE_WEBHOOK_SECRET_PARAM": "/studio-credits/prod/stripe-webhook-secret"})
+        env = {"STAGE": "prod", "STRIPE_SECRET_KEY_PARAM": "/studio-credits/prod/stripe-secret-key",
+               "STRIPE_WEBHOOK_SECRET_PARAM": "/studio-credits/prod/stripe-webhook-secret"}
+        assert config.from_env(env).stripe_secret_key is None  # not in Lambda: packaging, deploy
+        s = config.from_env({**env, "AWS_LAMBDA_FUNCTION_NAME": "studio-credits-prod"})
+        with pytest.raises(RuntimeError, match="Missing SSM parameters: /nope"):
+            config.from_env({**env, "STRIPE_SECRET_KEY_PARAM": "/nope", "AWS_LAMBDA_FUNCTION_NAME": "f"})
     assert s.stripe_secret_key == "sk_live_x"
     assert s.stripe_webhook_secrets == ("whsec_a", "whsec_b")
