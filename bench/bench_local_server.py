@@ -11,6 +11,8 @@ size alike. Prints figures; never passes or fails on time. BENCH_SIZES=0,50000 s
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import subprocess
 import sys
 import tempfile

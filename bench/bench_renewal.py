@@ -13,6 +13,8 @@ month that follows, as in a real month."""
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import sys
 import time
 from datetime import datetime, timedelta, timezone

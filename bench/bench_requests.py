@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import statistics
 import subprocess
 import sys

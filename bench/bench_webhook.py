@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

@@ -24,7 +24,8 @@ def _pinned(w: Wallet):
 def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: datetime, now: datetime,
                *, status: str = "active", actor: Actor = SYSTEM_ACTOR, sub_id: str | None = None,
                extra: list | None = None, anchor: datetime | None = None,
-               period_end: datetime | None = None, wallet: Wallet | None = None) -> bool:
+               period_end: datetime | None = None, wallet: Wallet | None = None,
+               ends_at: datetime | None = None) -> bool:
     """Move the wallet onto a plan whose cycles count from `start`: the plan credits left of the
     current cycle expire, and the new plan's first cycle grants once it is paid (free: at once).
     Returns False if the wallet was already on this plan from this start."""
@@ -60,7 +61,8 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
             Wallet.cycle_start.set(int(first_start.timestamp())), Wallet.cycle_end.set(int(first_end.timestamp())),
             Wallet.paid_until.remove(), Wallet.renew_shard.set(_shard(workspace_id)),
             Wallet.sub_id.set(sub_id) if sub_id else Wallet.sub_id.remove(),
-            Wallet.ends_at.remove(), Wallet.pending.remove(), Wallet.room.set(caps_for_new_cycle(w)),
+            Wallet.ends_at.set(int(ends_at.timestamp())) if ends_at else Wallet.ends_at.remove(),
+            Wallet.pending.remove(), Wallet.room.set(caps_for_new_cycle(w)),
             *(extra or []),
             Wallet.renews_at.set(int(first_end.timestamp())),
             *[Wallet.holds[hid]["e"].set(1) for hid in w.open_holds()],
@@ -79,8 +81,12 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime, *, plan_
     by then is paid for; the current one is granted now if it was not yet. Returns the credits
     granted by this call (0 when the cycle was granted already, or is not yet current)."""
     until = int(paid_through.timestamp())
+    if not grant:
+        return 0  # a proration pays part of a period whose own invoice records it
     for _ in range(ATTEMPTS):
         w, wallet = wallet or load(workspace_id, now), None
+        if w.paid_until and int(w.paid_until) >= max(until, int(w.cycle_end)) and w.status != "past_due":
+            return 0  # recorded already; a cycle paid through its end has had its grant
         new_until = max(int(w.paid_until or 0), until)
         start, end = rules.as_utc(w.cycle_start), rules.as_utc(w.cycle_end)
         w.paid_until = new_until
@@ -147,14 +153,20 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
             if w.sub_id not in (None, sub.id):
                 return "ignored: another subscription is current"
             start_plan(workspace_id, "free", None, sub.ends_at or now, now,
-                       extra=[Wallet.sub_ended.set(sub.id)])
+                       extra=[Wallet.sub_ended.set(sub.id)], wallet=w)
             return "ended: back to free"
         if sub.status == "incomplete":
             return "ignored: not paid yet"
         if w.sub_id != sub.id or w.plan_id == "free":
-            start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id,
-                       anchor=sub.anchor, period_end=sub.period_end, wallet=w)
-            continue  # then apply the rest of the state below
+            # The plan starts and takes the rest of this state in the same write.
+            state = [*([Wallet.sub_seen.set(sub.seen)] if sub.seen else []),
+                     *([Wallet.customer_id.set(sub.customer_id)] if sub.customer_id else [])]
+            if start_plan(workspace_id, sub.plan_id, sub.interval, sub.period_start, now, sub_id=sub.id,
+                          anchor=sub.anchor, period_end=sub.period_end, wallet=w, extra=state,
+                          status="past_due" if sub.status in ("past_due", "unpaid") else "active",
+                          ends_at=sub.ends_at):
+                return "applied"
+            continue
         ops: list = []
         actions = [
             Wallet.status.set("past_due" if sub.status in ("past_due", "unpaid") else "active"),

@@ -6,12 +6,12 @@ from datetime import datetime
 
 from pynamodb.exceptions import DoesNotExist
 
+from .. import clock
 from ..errors import NotFound, Unavailable
 from . import rules
 from .actors import SYSTEM_ACTOR
 from .models import Entry, TopupRecord, Wallet
 from .store import MAX_ATTEMPTS, Cancelled, Put, Update, transact, wallet_key
-from .wallets import load
 
 
 def credit(workspace_id: str, session_id: str, credits: int, amount: int, payment_intent: str | None,
@@ -63,6 +63,7 @@ def take_back(payment_intent: str | None, reversed_amount: int, source: str, now
     cumulative share, so repeated or reordered events converge). Returns credits taken now."""
     if not payment_intent:
         return 0
+    w = None  # the wallet as a refused write reported it; the first attempt needs no read
     for _ in range(MAX_ATTEMPTS):
         try:
             record = TopupRecord.get(f"pi#{payment_intent}", "topup", consistent_read=True)
@@ -78,9 +79,12 @@ def take_back(payment_intent: str | None, reversed_amount: int, source: str, now
         want = target - int(record.taken)
         if want <= 0:
             return 0
-        w = load(record.workspace_id, now)
-        take = min(want, int(w.topup))
-        seq = rules.next_seq(now, w.last)
+        if w is None:  # guess: the top-up bucket still holds what is wanted
+            take, seq = want, rules.next_seq(max(now, clock.now()))
+            guard = (Wallet.topup >= take) & (Wallet.last < seq)
+        else:
+            take, seq = min(want, int(w.topup)), rules.next_seq(max(now, clock.now()), w.last)
+            guard = (Wallet.topup == int(w.topup)) & (Wallet.last == w.last)
         ref = {"type": "reversal", "payment_intent": payment_intent, "source": source,
                "reversed_amount": reversed_amount, "wanted": want}
         if want > take:
@@ -90,12 +94,16 @@ def take_back(payment_intent: str | None, reversed_amount: int, source: str, now
                 Put(Entry(record.workspace_id, f"refund#{payment_intent}#{target}", seq=seq, kind="refund",
                           topup_delta=-take, ref=ref, actor=SYSTEM_ACTOR.label), Entry.sk.does_not_exist()),
                 Update(wallet_key(record.workspace_id), [Wallet.topup.add(-take), Wallet.last.set(seq)],
-                       (Wallet.topup == int(w.topup)) & (Wallet.last == w.last)),
+                       Wallet.pk.exists() & guard),
                 Update(TopupRecord(f"pi#{payment_intent}", "topup"), [TopupRecord.taken.set(target)],
                        TopupRecord.taken == int(record.taken)),
             ])
             return take
-        except Cancelled:
+        except Cancelled as c:
+            if 0 in c.failed:
+                return 0  # this share was taken back before
+            if c.failed.get(1):
+                w = Wallet.from_raw_data(c.failed[1])
             continue
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
 
