@@ -14,7 +14,7 @@ import urllib.request
 from datetime import datetime, timezone
 
 from dateutil.relativedelta import relativedelta
-from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import MapAttribute
 from pynamodb.exceptions import DoesNotExist
 
 from .. import clock, config

@@ -29,7 +29,7 @@ from . import ledger, rules
 from .actors import SYSTEM_ACTOR, Actor
 from .models import Entry, Wallet, plain
 from .. import clock
-from .store import MAX_ATTEMPTS, Cancelled, Put, Update, backoff, get_wallet, transact, wallet_key
+from .store import MAX_ATTEMPTS, Cancelled, Put, Update, backoff, transact, wallet_key
 
 DEFAULT_TTL = 900
 MAX_TTL = 86_400
