@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run run-fresh test bench package clean
+.PHONY: run run-fresh test chromium bench package clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,18 @@ run-fresh: $(STAMP)
 	$(BIN)/python -m devserver --fresh
 
 ## Install what the tests need and run them all.
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# Debian's Chromium, for the page's browser tests (tests/browser). Where it cannot be installed
+# (not Debian, not root) those tests skip, unless REQUIRE_BROWSER=1 (.ci/run) makes it a failure.
+APT := $(if $(filter 0,$(shell id -u)),apt-get,sudo -n apt-get)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  ( command -v apt-get >/dev/null 2>&1 && \
+	    ( $(APT) install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	      ( $(APT) update -q >/dev/null && $(APT) install -y -q --no-install-recommends chromium >/dev/null ) ) ) || \
+	  echo "Chromium is not installed and could not be here: the browser tests will skip."
 
 ## Print the benchmark figures quoted in the README.
 bench: $(STAMP)

@@ -1,7 +1,9 @@
 """The local server: the Chalice app served over HTTP, on the embedded store, as one process."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -10,7 +12,48 @@ from chalice.local import ChaliceRequestHandler, CustomLocalChalice, LocalChalic
 from devserver.store import EmbeddedStore
 
 
+WEB = Path(__file__).resolve().parents[1] / "web"
+# The Subscription and credits page (web/): static files, so any static host can serve them deployed.
+PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
+         "/studio.js": ("studio.js", "text/javascript; charset=utf-8"),
+         "/studio.css": ("studio.css", "text/css; charset=utf-8"),
+         "/config.js": ("config.js", "text/javascript; charset=utf-8")}
+USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
 class _Handler(ChaliceRequestHandler):
+    def do_GET(self) -> None:
+        page = PAGES.get(self.path.split("?", 1)[0])
+        if page is None:
+            return self._generic_handle()
+        self._reply(200, (WEB / page[0]).read_bytes(), page[1], {"Cache-Control": "no-cache"})
+
+    def do_POST(self) -> None:
+        if self.path != "/dev/token":
+            return self._generic_handle()
+        # The page's sign-in on the local server only: this route is not part of the app, so no
+        # deployed stage has it. It mints what `python -m chalicelib.cli token` prints.
+        from chalicelib.auth import mint_dev_token
+
+        _, body = self._parse_payload()
+        try:
+            user = json.loads(body or b"{}").get("user_id", "")
+        except (ValueError, AttributeError):
+            user = ""
+        if not isinstance(user, str) or not USER_ID.fullmatch(user):
+            error = {"code": "invalid_request", "message": "user_id: 1 to 64 letters, digits or _ . @ -"}
+            return self._reply(400, json.dumps({"error": error}).encode(), "application/json")
+        self._reply(200, json.dumps({"token": mint_dev_token(user)}).encode(), "application/json")
+
+    def _reply(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
     def send_error(self, code, message=None, explain=None) -> None:
         if code != 501:
             return super().send_error(code, message, explain)
@@ -98,6 +141,7 @@ def serve(host: str, port: int, data_dir: Path | None, fresh: bool = False, anno
         kept = f"kept in {data_dir} (survives restarts; `make run-fresh` starts empty)" if data_dir else "in memory only"
         print(f"Store: {endpoint}, data {kept}")
         print(f"Serving on {server.url}")
+        print(f"The Subscription and credits page: {server.url}/ (sign in as any person)")
         print("Get a token:  .venv/bin/python -m chalicelib.cli token --user alice")
         print(f"Try:          curl -H \"Authorization: Bearer $TOKEN\" {server.url}/v1/me", flush=True)
     return server

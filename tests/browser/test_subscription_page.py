@@ -1,0 +1,185 @@
+"""The Subscription and credits page, as a person uses it: every flow through the real API, the
+local server and its Stripe stand-in, in headless Chromium. Each test signs in as its own person,
+so each starts from a new personal workspace on Free with 50 credits."""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import SCREENSHOTS
+
+
+def sign_in(page, user: str) -> None:
+    page.goto("/")
+    page.get_by_label("Person's id").fill(user)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#who-name")).to_have_text(f"Signed in as {user}")
+    expect(page.locator("#available")).to_have_text("50")
+    expect(page.locator("#ledger-rows tr")).to_have_count(1)  # the first grant
+
+
+def pay_on_standin(page) -> None:
+    expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
+    page.get_by_role("button", name="Pay").click()
+    expect(page.locator("#notice")).to_contain_text("Payment received")
+
+
+def subscribe(page, plan: str, interval: str = "monthly") -> None:
+    page.locator(f"#plan-list button[data-plan='{plan}'][data-interval='{'year' if interval == 'annual' else 'month'}']").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("the 50 Free credits left expire")
+    dialog.get_by_role("button", name="Go to payment").click()
+    pay_on_standin(page)
+
+
+def long_date(iso: str) -> str:
+    d = date.fromisoformat(iso)
+    return f"{d.day} {d:%B %Y}"
+
+
+def test_a_top_up_bought_through_the_standin_lands_in_the_top_up_bucket(page):
+    sign_in(page, "tess")
+    page.get_by_role("button", name="Buy 1,000 credits for €12.00").click()
+    expect(page).to_have_url(re.compile(r"/standin/checkout/cs_local_"))
+    pay_on_standin(page)
+    expect(page.locator("#available")).to_have_text("1,050")
+    expect(page.locator("#bucket-plan")).to_have_text("50")
+    expect(page.locator("#bucket-topup")).to_have_text("1,000")
+    newest = page.locator("#ledger-rows tr").first
+    expect(newest).to_have_attribute("data-kind", "topup")
+    expect(newest.locator("td").nth(3)).to_have_text("+1,000")
+    expect(newest.locator("td").nth(4)).to_have_text("1,050")
+    expect(page).to_have_url(re.compile(r"/$"))  # the checkout's query is cleared from the address
+
+
+def test_subscribing_to_creator_shows_500_plan_credits_and_manage_payments(page):
+    sign_in(page, "cora")
+    expect(page.get_by_role("button", name="Manage payments")).to_be_hidden()
+    subscribe(page, "creator")
+    expect(page.locator("#plan-name")).to_have_text("Creator (monthly)")
+    expect(page.locator("#plan-status")).to_have_text("Active")
+    expect(page.locator("#available")).to_have_text("500")
+    expect(page.locator("#bucket-plan")).to_have_text("500")
+    expect(page.locator("#bucket-topup")).to_have_text("0")
+    expect(page.get_by_role("button", name="Manage payments")).to_be_visible()
+    kinds = page.locator("#ledger-rows tr").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+    assert kinds == ["grant", "expire", "grant"]  # Creator's 500, the Free 50 expired, the first 50
+
+
+def test_cancel_at_period_end_shows_ending_with_the_date_and_resume_undoes_it(page, site):
+    sign_in(page, "carl")
+    subscribe(page, "creator")
+    renews_on = page.locator("#renews-on time").get_attribute("datetime")
+    page.get_by_role("button", name="Cancel at period end").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Credits keep renewing until then")
+    dialog.get_by_role("button", name="Cancel at period end").click()
+    status = page.locator("#plan-status")
+    expect(status).to_have_text(f"Ending on {long_date(renews_on)} (then the Free plan)")
+    expect(status.locator("time")).to_have_attribute("datetime", renews_on)
+    ws = page.locator("#workspace").input_value()
+    view = site.session("carl").get(f"{site.url}/v1/workspaces/{ws}/subscription").json()
+    assert (view["status"], view["ends_on"]) == ("ending", renews_on)
+    expect(page.locator("#available")).to_have_text("500")  # credits stay until the end
+    page.get_by_role("button", name="Resume the plan").click()
+    expect(status).to_have_text("Active")
+    expect(page.get_by_role("button", name="Cancel at period end")).to_be_visible()
+
+
+def test_running_out_of_credits_shows_the_402_and_the_way_out(page):
+    sign_in(page, "olga")
+    page.locator("#opt-image-quality").select_option("ultra")
+    expect(page.locator("#estimate-image")).to_have_text("Costs 40 credits.")
+    page.get_by_role("button", name="Generate image").click()
+    expect(page.locator("#notice")).to_contain_text("Image generated: 40 credits (40 plan, 0 top-up). Available now: 10.")
+    expect(page.locator("#available")).to_have_text("10")
+    page.get_by_role("button", name="Generate image").click()
+    notice = page.locator("#notice")
+    expect(notice).to_have_class("error")
+    expect(notice).to_contain_text("Not enough credits: this costs 40 credits and 10 are available.")
+    expect(notice.get_by_role("link", name="buy a top-up pack")).to_have_attribute("href", "#packs")
+    expect(notice.get_by_role("link", name="upgrade your plan")).to_have_attribute("href", "#plans")
+    expect(page.locator("#available")).to_have_text("10")  # nothing deducted
+    page.get_by_role("button", name="Run upscale (free)").click()  # free actions go on at any balance
+    expect(notice).to_contain_text("Upscale done: it cost no credits. Available now: 10.")
+
+
+def test_a_video_holds_its_estimate_then_captures_it(page):
+    sign_in(page, "vito")
+    page.locator("#opt-video-seconds").fill("5")
+    page.locator("#opt-video-seconds").dispatch_event("change")
+    expect(page.locator("#estimate-video")).to_have_text("Costs 50 credits.")
+    page.get_by_role("button", name="Generate video").click()
+    expect(page.locator("#notice")).to_contain_text("Video generated: 50 credits held, 50 captured, 0 returned. Available now: 0.")
+    kinds = page.locator("#ledger-rows tr").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+    assert kinds == ["capture", "hold", "grant"]
+
+
+def test_a_downgrade_is_shown_as_pending_with_the_rule_and_can_be_withdrawn(page):
+    sign_in(page, "dora")
+    subscribe(page, "pro")
+    expect(page.locator("#bucket-plan")).to_have_text("2,000")
+    renews_on = page.locator("#renews-on time").get_attribute("datetime")
+    page.locator("#plan-list button[data-plan='creator'][data-interval='month']").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("heading")).to_have_text("Downgrade to Creator (monthly)?")
+    expect(dialog).to_contain_text(f"takes effect at the end of what you have paid for: {long_date(renews_on)}")
+    dialog.get_by_role("button", name="Schedule the change").click()
+    expect(page.locator("#pending")).to_have_text(f"Creator (monthly) from {long_date(renews_on)}")
+    expect(page.locator("#plan-name")).to_have_text("Pro (monthly)")
+    expect(page.locator("#bucket-plan")).to_have_text("2,000")
+    page.get_by_role("button", name="Withdraw the change").click()
+    expect(page.locator("#pending-row")).to_be_hidden()
+    expect(page.locator("#notice")).to_contain_text("The change is withdrawn: you stay on Pro.")
+
+
+def test_team_workspaces_switch_and_offer_team_plans(page):
+    sign_in(page, "tina")
+    page.get_by_text("New team workspace").click()
+    page.get_by_label("Team name").fill("Studio Nine")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#notice")).to_contain_text("Team workspace Studio Nine created on the Free plan.")
+    expect(page.locator("#workspace option:checked")).to_have_text("Studio Nine (team, owner)")
+    expect(page.locator("#plan-list > li[data-plan='team']")).to_be_visible()
+    plans = page.locator("#plan-list > li").evaluate_all("tiles => tiles.map(t => t.dataset.plan)")
+    assert plans == ["free", "team", "enterprise"]
+    page.locator("#workspace").select_option(label="Personal (personal, owner)")
+    expect(page.locator("#plan-list > li[data-plan='creator']")).to_be_visible()
+    plans = page.locator("#plan-list > li").evaluate_all("tiles => tiles.map(t => t.dataset.plan)")
+    assert plans == ["free", "creator", "pro"]
+
+
+def test_the_tab_works_from_the_keyboard(page):
+    page.goto("/")
+    page.get_by_label("Person's id").fill("kim")
+    page.keyboard.press("Enter")
+    expect(page.locator("#available")).to_have_text("50")
+    generate = page.get_by_role("button", name="Generate image")
+    expect(generate).to_be_visible()
+    generate.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#available")).to_have_text("40")
+    page.locator("#plan-list button[data-plan='creator'][data-interval='year']").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Escape")  # a dialog closed from the keyboard changes nothing
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(page.locator("#plan-name")).to_have_text("Free")
+
+
+def test_the_tab_fits_a_phone_and_a_screenshot_is_saved(page):
+    sign_in(page, "phoebe")
+    page.get_by_role("button", name="Buy 1,000 credits for €12.00").click()
+    pay_on_standin(page)
+    subscribe(page, "creator")
+    page.set_viewport_size({"width": 375, "height": 800})
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow == 0
+    expect(page.locator("#available")).to_have_text("1,500")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "subscription-tab-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.screenshot(path=str(SCREENSHOTS / "subscription-tab.png"), full_page=True)
+    assert (SCREENSHOTS / "subscription-tab.png").stat().st_size > 10_000
