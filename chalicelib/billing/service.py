@@ -77,7 +77,7 @@ def portal(who: Principal, workspace_id: str, now: datetime) -> dict:
     w = _manager_wallet(who, workspace_id, now)
     if not w.customer_id:
         raise InvalidState("There is nothing to manage yet: no payment was ever made.")
-    return {"portal_url": gateway().portal(w.customer_id, _urls(workspace_id)[0])}
+    return {"portal_url": gateway().portal(w.customer_id, f"{config.settings().public_url}/?workspace={workspace_id}")}
 
 
 def _is_upgrade(current: tuple[str, str | None], wanted: tuple[str, str]) -> bool:

@@ -261,15 +261,19 @@ def portal_page(customer: str) -> str:
     sub = subscription_of(customer)
     if sub is None:
         return _page("Manage payments", "<p>No active subscription.</p>")
+    back = f"<p><a href='{config.settings().public_url}/?workspace={sub['workspace_id']}'>Return to the studio</a></p>"
     found = catalog().by_price_id(sub["price_id"])
     name = f"{found[0].name} ({found[1]}ly)" if found and not isinstance(found, Pack) else sub["price_id"]
     ends = datetime.fromtimestamp(sub["period_end"], tz=timezone.utc).date().isoformat()
     actions = [("resume", "Resume the subscription")] if sub["cancel_at_period_end"] else [
         ("cancel_period_end", f"Cancel at the end of the period ({ends})"),
         ("cancel_now", "Cancel now (unused time refunded pro rata)")]
+    # So a frontend can show Past due without a real declined card.
+    actions.append(("pay_overdue", "Pay the overdue invoice") if sub["status"] == "past_due"
+                   else ("fail_payment", "Decline the card (the subscription becomes past due)"))
     forms = "".join(f"<form method=post action='/standin/portal/{customer}/{a}'><button type=submit>{label}"
                     f"</button></form>" for a, label in actions)
-    return _page("Manage payments", f"<p>Current plan: {name}. Period ends {ends}.</p>{forms}")
+    return _page("Manage payments", f"<p>Current plan: {name}. Period ends {ends}.</p>{forms}{back}")
 
 
 def portal_action(customer: str, action: str) -> None:
@@ -281,5 +285,9 @@ def portal_action(customer: str, action: str) -> None:
         StandIn().cancel_now(sub["id"])
     elif action in ("cancel_period_end", "resume"):
         StandIn().update_subscription(sub["id"], cancel_at_period_end=action == "cancel_period_end")
+    elif action in ("fail_payment", "pay_overdue"):
+        sub["status"] = "past_due" if action == "fail_payment" else "active"
+        _save(sub["id"], sub)
+        deliver(_event("customer.subscription.updated", _subscription_obj(sub)))
     else:
         raise NotFound("No such portal action.")

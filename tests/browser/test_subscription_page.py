@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from dateutil.relativedelta import relativedelta
 from playwright.sync_api import expect
 
 from tests.browser.conftest import SCREENSHOTS
@@ -183,3 +184,48 @@ def test_the_tab_fits_a_phone_and_a_screenshot_is_saved(page):
     page.set_viewport_size({"width": 1100, "height": 900})
     page.screenshot(path=str(SCREENSHOTS / "subscription-tab.png"), full_page=True)
     assert (SCREENSHOTS / "subscription-tab.png").stat().st_size > 10_000
+
+
+def test_manage_payments_opens_the_portal_whose_changes_reach_the_tab(page, site):
+    sign_in(page, "paula")
+    subscribe(page, "creator", "annual")
+    expect(page.locator("#plan-name")).to_have_text("Creator (annual)")
+    renews_on = page.locator("#renews-on time").get_attribute("datetime")
+    page.get_by_role("button", name="Manage payments").click()
+    expect(page.get_by_role("heading", name="Manage payments")).to_be_visible()
+    page.get_by_role("button", name="Decline the card").click()
+    page.get_by_role("link", name="Return to the studio").click()
+    status = page.locator("#plan-status")
+    expect(status).to_have_text("Past due: the last payment failed. Plan credits resume once it is paid.")
+    expect(page.locator("#notice")).to_be_empty()  # back from the portal is not back from a payment
+    page.get_by_role("button", name="Manage payments").click()
+    page.get_by_role("button", name="Pay the overdue invoice").click()
+    page.get_by_role("button", name="Cancel at the end of the period").click()
+    page.get_by_role("link", name="Return to the studio").click()
+    expect(status).to_have_text(re.compile(r"^Ending on "))
+    ends_on = status.locator("time").get_attribute("datetime")
+    # An annual plan ends with its paid year (twelve monthly cycles), not with this month's cycle.
+    ws = page.locator("#workspace").input_value()
+    started = site.session("paula").get(f"{site.url}/v1/workspaces/{ws}/subscription").json()["cycle"]["start"]
+    assert ends_on == (date.fromisoformat(started) + relativedelta(years=1)).isoformat() != renews_on
+    expect(page.locator("#available")).to_have_text("500")
+
+
+def test_a_member_sees_the_pool_and_generates_but_does_not_manage_billing(page, site):
+    owner = site.session("owen")
+    team = owner.post(f"{site.url}/v1/workspaces", json={"name": "Crew"}).json()["workspace_id"]
+    assert owner.put(f"{site.url}/v1/workspaces/{team}/members/mia", json={"role": "member"}).status_code == 200
+    page.goto("/")
+    page.get_by_label("Person's id").fill("mia")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.locator("#workspace").select_option(label="Crew (team, member)")
+    expect(page.locator("#available")).to_have_text("50")
+    expect(page.locator("#manager-only")).to_be_visible()
+    expect(page.locator("#history-hidden")).to_be_visible()
+    expect(page.locator("#plan-list button")).to_have_count(0)
+    expect(page.locator("#pack-list button")).to_have_count(0)
+    page.get_by_role("button", name="Generate avatar").click()
+    expect(page.locator("#notice")).to_contain_text(
+        "Not enough credits: this costs 100 credits and 50 are available. Ask an owner or admin of this workspace to add credits")
+    page.get_by_role("button", name="Generate image").click()
+    expect(page.locator("#available")).to_have_text("40")
