@@ -366,3 +366,20 @@ def test_logs_only_to_the_stage_functions_log_groups(pkg, stage):
                      f"studio-credits-{stage}-renewal_batch"}  # the names `chalice deploy` gives them
     for group in t.of_type("AWS::Logs::LogGroup").values():
         assert t.value(group["Properties"]["LogGroupName"]) in {f"/aws/lambda/{n}" for n in names}
+
+
+def test_api_gateways_own_errors_keep_the_contracts_error_shape(pkg):
+    """Deployed, API Gateway answers some requests itself (an unknown route or method, throttling,
+    a body over its limit): those answers are the contract's JSON error too."""
+    responses = {r["Properties"]["ResponseType"]: r["Properties"]
+                 for r in pkg.template.of_type("AWS::ApiGateway::GatewayResponse").values()}
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "REQUEST_TOO_LARGE", "THROTTLED", "DEFAULT_4XX", "DEFAULT_5XX"}
+    assert all(r["RestApiId"] == {"Ref": "RestAPI"} for r in responses.values())
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    codes = {}
+    for kind, r in responses.items():
+        # API Gateway fills $context.error.messageString in as a quoted JSON string.
+        body = r["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"Too many requests"')
+        codes[kind] = json.loads(body)["error"]["code"]
+    assert codes == {"MISSING_AUTHENTICATION_TOKEN": "not_found", "REQUEST_TOO_LARGE": "payload_too_large",
+                     "THROTTLED": "rate_limited", "DEFAULT_4XX": "invalid_request", "DEFAULT_5XX": "unavailable"}
