@@ -265,7 +265,7 @@ def monthly_renewal(stripe, ws, tag) -> Story:
     """Subscribed on Jan 31 (the anchor day clamps: Feb 28, then Mar 31, as Stripe bills)."""
     e = Events(stripe, ws, tag)
     start = T0 + timedelta(hours=1)
-    (s1, e1), (s2, e2) = period(start, 0), period(start, 1)
+    s2, e2 = period(start, 1)
     events = _subscribe(e, CREATOR_M, "creator", start) + [
         e.subscription("updated", s2, CREATOR_M, s2, e2),
         e.paid(s2 + timedelta(seconds=2), CREATOR_M, s2, e2),

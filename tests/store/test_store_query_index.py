@@ -14,7 +14,6 @@ from moto.dynamodb.models.table import Table
 
 import devserver.store as store_module
 from devserver.store import ORIGINAL_QUERY, QUERY_STATS, apply_patches
-from tests.store.store_helpers import make_client
 
 apply_patches()
 
