@@ -29,7 +29,8 @@ from . import ledger, rules
 from .actors import SYSTEM_ACTOR, Actor
 from .models import Entry, Wallet, plain
 from .. import clock
-from .store import MAX_ATTEMPTS, Cancelled, Put, Update, backoff, transact, wallet_key
+from .store import (MAX_ATTEMPTS, Cancelled, Put, Update, backoff, get_entry, out_of_time, transact,
+                    wallet_key, within_budget)
 
 DEFAULT_TTL = 900
 MAX_TTL = 86_400
@@ -115,7 +116,7 @@ class _Retry(Exception):
 def _replay(workspace_id: str, sk: str, fp: str, first: dict | None) -> dict:
     """The key was used before: answer as the first time, from the entry the refused write
     returned (no extra read), or refuse a different request under the same key."""
-    entry = Entry.from_raw_data(first) if first else Entry.get(workspace_id, sk, consistent_read=True)
+    entry = Entry.from_raw_data(first) if first else get_entry(workspace_id, sk)
     if rules.replay_outcome(entry.fp, fp) == "conflict":
         raise IdempotencyConflict()
     answer = plain(entry.answer)
@@ -123,12 +124,15 @@ def _replay(workspace_id: str, sk: str, fp: str, first: dict | None) -> dict:
     return answer
 
 
+@within_budget
 def _spend(workspace_id: str, actor: Actor, kind: str, cost: int, key: str, fp: str, now: datetime,
            ref: dict, answer_for) -> dict:
     """The shared write path of charges and holds."""
     sk = f"op#{key}"
     split, exact, last = _first_guess(workspace_id, cost)
     for attempt in range(MAX_ATTEMPTS):
+        if attempt and out_of_time():
+            break
         backoff(attempt)
         # The seq takes the clock of this attempt: under contention a retry then sorts after the
         # writes that beat it, instead of chasing the wallet's last entry one step at a time.
@@ -210,6 +214,7 @@ def _settle_condition(hid: str, p: int, t: int, creator: str, actor: Actor | Non
     return cond
 
 
+@within_budget
 def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, now: datetime,
            *, expired_ok: bool = False) -> dict:
     """Capture (captured credits) or release (captured=None) an open hold, exactly once.
@@ -231,6 +236,8 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
     last, plan_expired = "", False
     checked = None if actor is SYSTEM_ACTOR else actor
     for attempt in range(MAX_ATTEMPTS):
+        if attempt and out_of_time():
+            break
         backoff(attempt)
         seq = rules.next_seq(max(now, clock.now()), last)
         back_plan = 0 if plan_expired else s.returned_plan
@@ -257,7 +264,7 @@ def settle(workspace_id: str, actor: Actor, hold_id: str, captured: int | None, 
             ])
         except Cancelled as c:
             if 0 in c.failed:
-                first = Entry.from_raw_data(c.failed[0]) if c.failed[0] else Entry.get(workspace_id, sk)
+                first = Entry.from_raw_data(c.failed[0]) if c.failed[0] else get_entry(workspace_id, sk)
                 if first.fp == fp and plain(first.ref).get("id") == hold_id:
                     balance = ledger.balance_after(workspace_id, first.seq)
                     return {**plain(first.answer), "balance": balance.as_dict()}
