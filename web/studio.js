@@ -7,7 +7,10 @@ const PAGE = 20; // ledger rows per page
 const CHART_ENTRIES = 100; // the newest entries the chart draws, back to two cycles before this one
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem(TOKEN_KEY), me: null, catalog: null, view: null, role: null, cursor: null };
+const DEV_SIGN_IN = !(window.STUDIO_CONFIG && window.STUDIO_CONFIG.devSignIn === false);
+const state = { token: localStorage.getItem(TOKEN_KEY), me: null, catalog: null, view: null, role: null, cursor: null, shown: 0 };
+// Each workspace shown gets a number: an answer that arrives after the person switched is dropped.
+const current = (shown) => shown === state.shown;
 
 class ApiError extends Error {
   constructor(status, error) {
@@ -68,6 +71,7 @@ const intervalWord = (i) => (i === "year" ? "annual" : "monthly");
 function notify(kind, ...content) {
   const box = $("notice");
   box.className = kind;
+  box.setAttribute("role", kind === "error" ? "alert" : "status");
   box.replaceChildren(h("strong", { text: kind === "error" ? "Problem: " : "Done: " }), ...content);
   box.focus({ preventScroll: true });
 }
@@ -139,7 +143,7 @@ $("dev-sign-in").addEventListener("submit", async (event) => {
     try {
       return await call("POST", "/dev/token", { user_id: user });
     } catch (error) {
-      if (error.status === 404) error.message = "This server makes no dev tokens (it is not a local server): paste a token instead.";
+      if (error.status !== 400) error.message = "This server makes no dev tokens (it is not the local server): paste a token instead.";
       throw error;
     }
   });
@@ -161,7 +165,12 @@ async function start() {
     [state.catalog, state.me] = await Promise.all([call("GET", "/v1/catalog"), call("GET", "/v1/me")]);
     return true;
   });
-  if (!loaded) return;
+  if (!loaded) {
+    // Not a dead end: sign in again, or try again with the same token.
+    $("sign-in").hidden = false;
+    $("retry").hidden = !state.token;
+    return;
+  }
   $("sign-in").hidden = true;
   $("who").hidden = false;
   $("who-name").textContent = `Signed in as ${state.me.user_id}`;
@@ -169,10 +178,30 @@ async function start() {
   fillSwitcher(state.me.workspaces.some((w) => w.workspace_id === wanted) ? wanted : state.me.workspaces[0].workspace_id);
   await showWorkspace();
   const outcome = params.get("checkout");
-  if (outcome === "done") notify("ok", "Payment received. The credits below include it once Stripe has confirmed it.");
+  if (outcome === "done") {
+    notify("ok", "Payment received. Its credits appear here as soon as Stripe confirms it.");
+    watchForWebhook(state.shown);
+  }
   if (outcome === "cancelled") notify("error", "The checkout was cancelled; nothing was charged.");
   if (params.has("workspace") || outcome) history.replaceState(null, "", location.pathname);
 }
+
+// Back from Stripe's checkout, its webhook may not have arrived yet: look again for a while.
+async function watchForWebhook(shown) {
+  for (const seconds of [1, 2, 3, 5, 8]) {
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    if (!current(shown)) return;
+    const before = JSON.stringify(state.view);
+    const view = await call("GET", `/v1/workspaces/${ws()}/subscription`).catch(() => null);
+    if (view && current(shown) && JSON.stringify(view) !== before) {
+      render(view);
+      renderPlans();
+      await loadHistory(shown);
+    }
+  }
+}
+
+$("retry").addEventListener("click", () => start());
 
 function fillSwitcher(selected) {
   $("workspace").replaceChildren(...state.me.workspaces.map((w) =>
@@ -182,23 +211,29 @@ function fillSwitcher(selected) {
 
 async function showWorkspace() {
   const id = $("workspace").value;
+  const shown = ++state.shown;
+  const view = await attempt(() => call("GET", `/v1/workspaces/${id}/subscription`));
+  if (!current(shown)) return;
+  if (!view) {
+    if (state.view) $("workspace").value = state.view.workspace_id; // stay on what is shown
+    return;
+  }
   localStorage.setItem(WORKSPACE_KEY, id);
   state.role = state.me.workspaces.find((w) => w.workspace_id === id).role;
-  const view = await attempt(() => call("GET", `/v1/workspaces/${id}/subscription`));
-  if (!view) return;
   render(view);
   renderPlans();
   renderPacks();
   renderServices();
   $("tab").hidden = false;
-  await loadHistory();
+  await loadHistory(shown);
 }
 
-async function refresh() {
+async function refresh(shown) {
   const view = await attempt(() => call("GET", `/v1/workspaces/${ws()}/subscription`));
+  if (!current(shown)) return;
   if (view) render(view);
   renderPlans();
-  await loadHistory();
+  await loadHistory(shown);
 }
 
 $("workspace").addEventListener("change", showWorkspace);
@@ -207,7 +242,9 @@ $("new-team-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const view = await attempt(() => call("POST", "/v1/workspaces", { name: $("team-name").value.trim() }));
   if (!view) return;
-  state.me = await call("GET", "/v1/me");
+  const me = await attempt(() => call("GET", "/v1/me"));
+  if (!me) return;
+  state.me = me;
   fillSwitcher(view.workspace_id);
   $("new-team").open = false;
   await showWorkspace();
@@ -222,19 +259,22 @@ function planOf(id) {
 
 function render(view) {
   state.view = view;
-  const paid = view.plan.id !== "free";
-  $("plan-name").textContent = view.interval ? `${view.plan.name} (${intervalWord(view.interval)})` : view.plan.name;
+  const contract = planOf(view.plan.id).credits_per_cycle === null; // enterprise: billed by contract
+  const billed = view.plan.id !== "free" && !contract; // a Stripe subscription the page may change
+  $("plan-name").textContent = view.interval && !contract ? `${view.plan.name} (${intervalWord(view.interval)})` : view.plan.name;
   const status = $("plan-status");
   status.dataset.status = view.status;
-  if (view.status === "ending") status.replaceChildren("Ending on ", dateEl(view.ends_on), " (then the Free plan)");
-  else if (view.status === "past_due") status.replaceChildren("Past due: the last payment failed. Plan credits resume once it is paid.");
-  else status.replaceChildren("Active");
+  const ending = view.ends_on ? ["Ending on ", dateEl(view.ends_on), " (then the Free plan)"] : [];
+  if (view.status === "past_due") {
+    status.replaceChildren("Past due: the last payment failed. Plan credits resume once it is paid.", ...(ending.length ? [" ", ...ending] : []));
+  } else if (ending.length) status.replaceChildren(...ending);
+  else status.replaceChildren(contract ? "Active, by contract" : "Active");
   $("available").textContent = credits(view.balance.available);
   $("bucket-plan").textContent = credits(view.balance.plan);
   $("bucket-topup").textContent = credits(view.balance.topup);
   $("bucket-held").textContent = credits(view.balance.held);
   $("renews-on").replaceChildren(dateEl(view.renews_on));
-  const change = view.pending_change;
+  const change = view.ends_on ? null : view.pending_change; // a plan that ends takes no change
   $("pending-row").hidden = !change;
   if (change) {
     $("pending").replaceChildren(`${planOf(change.plan).name} (${intervalWord(change.interval)}) from `, dateEl(change.effective_on));
@@ -242,10 +282,10 @@ function render(view) {
   const manager = isManager();
   $("manager-only").hidden = manager;
   $("withdraw").hidden = !manager;
-  $("manage-payments").hidden = !(manager && view.manage_payments);
-  $("cancel-end").hidden = !(manager && paid && view.status !== "ending");
-  $("cancel-now").hidden = !(manager && paid);
-  $("resume").hidden = !(manager && view.status === "ending");
+  $("manage-payments").hidden = !(manager && view.manage_payments && !contract);
+  $("cancel-end").hidden = !(manager && billed && !view.ends_on);
+  $("cancel-now").hidden = !(manager && billed);
+  $("resume").hidden = !(manager && billed && view.ends_on);
 }
 
 $("manage-payments").addEventListener("click", async () => {
@@ -275,7 +315,7 @@ $("cancel-now").addEventListener("click", async () => {
   ], "Cancel now");
   if (!ok) return;
   const view = await attempt(() => call("POST", `/v1/workspaces/${ws()}/subscription/cancel`, { when: "now" }));
-  if (view) { render(view); renderPlans(); await loadHistory(); notify("ok", "The plan is cancelled. You are on the Free plan."); }
+  if (view) { render(view); renderPlans(); await loadHistory(state.shown); notify("ok", "The plan is cancelled. You are on the Free plan."); }
 });
 
 $("resume").addEventListener("click", async () => {
@@ -305,6 +345,14 @@ function renderPlans() {
   const view = state.view;
   const kind = state.me.workspaces.find((w) => w.workspace_id === view.workspace_id).kind;
   const plans = state.catalog.plans.filter((p) => p.workspace_kind === "any" || p.workspace_kind === kind);
+  // Why no plan can be chosen now, if so; the API would refuse the change anyway.
+  const blocked = !isManager() ? "Owners and admins choose plans."
+    : planOf(view.plan.id).credits_per_cycle === null ? "Your plan is set by contract: talk to sales to change it."
+    : view.status === "past_due" ? "Pay the overdue invoice (Manage payments) to change plans."
+    : view.ends_on ? "Your plan is ending: resume it to change plans."
+    : null;
+  $("plans-blocked").textContent = blocked || "";
+  $("plans-blocked").hidden = !blocked;
   $("plan-list").replaceChildren(...plans.map((plan) => {
     const current = plan.id === view.plan.id;
     const prices = Object.entries(plan.prices);
@@ -315,9 +363,9 @@ function renderPlans() {
       return h("li", {},
         h("span", { text: label }), " ",
         here ? h("em", { text: "your plan" })
-          : isManager() && view.status !== "past_due"
+          : !blocked && plan.credits_per_cycle !== null
             ? h("button", { type: "button", "data-plan": plan.id, "data-interval": interval,
-                "aria-label": `Choose ${plan.name} ${intervalWord(interval)}, ${label}`,
+                "aria-label": `Choose ${intervalWord(interval)}: ${plan.name}, ${label}`,
                 onclick: () => choosePlan(plan, interval, price) }, `Choose ${intervalWord(interval)}`)
             : null);
     });
@@ -351,7 +399,9 @@ async function choosePlan(plan, interval, price) {
   const words = up
     ? [`Billing changes now to ${cost}; Stripe charges the prorated difference.`,
        `${plan.name}'s ${grant} arrive from your next renewal on ${longDate(view.renews_on)}. The credits you have now are untouched.`]
-    : [`The change takes effect at the end of what you have paid for: ${longDate(view.renews_on)} for a monthly plan, the end of the paid year for an annual one.`,
+    : [view.interval === "year"
+        ? "The change takes effect at the end of the year you have paid for; the date is shown once it is scheduled."
+        : `The change takes effect at the end of what you have paid for: ${longDate(view.renews_on)}.`,
        `Until then you keep ${view.plan.name} and its credits. You can withdraw the change before it takes effect.`];
   const ok = await confirmAction(`${up ? "Upgrade" : "Downgrade"} to ${plan.name} (${intervalWord(interval)})?`, words, up ? "Upgrade" : "Schedule the change");
   if (!ok) return;
@@ -403,26 +453,37 @@ function renderServices() {
     const options = () => Object.fromEntries([...form.elements]
       .filter((el) => el.name)
       .map((el) => [el.name, el.type === "number" ? Number(el.value) : el.value]));
+    let asked = 0;
+    let timer;
     const estimate = async () => {
+      const mine = ++asked; // only the newest question's answer is shown
       if (!form.checkValidity()) { output.textContent = "Choose valid options to see the cost."; return; }
-      try {
-        const e = await call("POST", "/v1/estimate", { service: service.id, options: options() });
-        output.textContent = e.free ? "Free: costs no credits." : `Costs ${credits(e.credits)} credits.`;
-      } catch (error) {
-        output.textContent = error.message;
-      }
+      const answer = await call("POST", "/v1/estimate", { service: service.id, options: options() })
+        .then((e) => (e.free ? "Free: costs no credits." : `Costs ${credits(e.credits)} credits.`), (error) => error.message);
+      if (mine === asked) output.textContent = answer;
     };
-    form.addEventListener("change", estimate);
-    form.addEventListener("submit", (event) => { event.preventDefault(); generate(service, options()); });
+    form.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(estimate, 250); });
+    form.addEventListener("change", () => { clearTimeout(timer); estimate(); });
+    const button = form.querySelector("button");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (button.disabled) return;
+      button.disabled = true; // one click, one generation
+      try {
+        await generate(service, options(), ws(), state.shown);
+      } finally {
+        button.disabled = false;
+      }
+    });
     estimate();
     return form;
   }));
 }
 
-async function generate(service, options) {
-  const path = `/v1/workspaces/${ws()}`;
+async function generate(service, options, workspaceId, shown) {
+  const path = `/v1/workspaces/${workspaceId}`;
   const body = { service: service.id, options };
-  let message;
+  let message, balance;
   if (service.id === "video") {
     // A long generation: hold the estimate, then capture what it cost once it is done.
     const hold = await attempt(() => call("POST", `${path}/holds`, body, { "Idempotency-Key": newKey() }));
@@ -430,15 +491,17 @@ async function generate(service, options) {
     const done = await attempt(() => call("POST", `${path}/holds/${hold.hold_id}/capture`, { credits: hold.credits }));
     if (!done) return;
     message = `${service.name} generated: ${credits(hold.credits)} credits held, ${credits(done.captured)} captured, ${credits(done.returned)} returned.`;
+    balance = done.balance;
   } else {
     const charge = await attempt(() => call("POST", `${path}/charges`, body, { "Idempotency-Key": newKey() }));
     if (!charge) return;
     message = service.free
       ? `${service.name} done: it cost no credits.`
       : `${service.name} generated: ${credits(charge.credits)} credits (${credits(charge.from_plan)} plan, ${credits(charge.from_topup)} top-up).`;
+    balance = charge.balance;
   }
-  await refresh();
-  notify("ok", `${message} Available now: ${credits(state.view.balance.available)}.`);
+  notify("ok", `${message} Available now: ${credits(balance.available)}.`);
+  if (current(shown)) await refresh(shown);
 }
 
 // --- history -----------------------------------------------------------------------------------
@@ -460,14 +523,16 @@ function row(entry) {
     h("td", { text: describe(entry) }),
     h("td", { class: "num", text: signed(entry.plan_delta) }),
     h("td", { class: "num", text: signed(entry.topup_delta) }),
+    h("td", { class: "num", text: signed(entry.held_delta) }),
     h("td", { class: "num", text: credits(entry.balance.available) }),
     h("td", { text: entry.actor }));
 }
 
-async function loadHistory() {
+async function loadHistory(shown) {
   state.cursor = null;
-  $("ledger-rows").replaceChildren();
+  $("older").hidden = true;
   if (!isManager()) {
+    $("ledger-rows").replaceChildren();
     $("history-hidden").hidden = false;
     for (const id of ["ledger", "older", "chart-figure"]) $(id).hidden = true;
     return;
@@ -477,8 +542,9 @@ async function loadHistory() {
     call("GET", `/v1/workspaces/${ws()}/ledger?limit=${PAGE}`),
     call("GET", `/v1/workspaces/${ws()}/ledger?limit=${CHART_ENTRIES}`),
   ]));
-  if (!pages) return;
+  if (!pages || !current(shown)) return;
   $("ledger").hidden = false;
+  $("ledger-rows").replaceChildren();
   showPage(pages[0]);
   drawChart(pages[1].entries);
 }
@@ -490,8 +556,12 @@ function showPage(page) {
 }
 
 $("older").addEventListener("click", async () => {
+  const shown = state.shown;
+  const button = $("older");
+  button.disabled = true;
   const page = await attempt(() => call("GET", `/v1/workspaces/${ws()}/ledger?limit=${PAGE}&cursor=${encodeURIComponent(state.cursor)}`));
-  if (page) showPage(page);
+  button.disabled = false;
+  if (page && current(shown)) showPage(page);
 });
 
 function drawChart(newestFirst) {
@@ -526,7 +596,7 @@ function drawChart(newestFirst) {
   svg.append(path);
   $("chart").replaceChildren(svg);
   const values = points.map((p) => p.v);
-  $("chart-caption").textContent = `Available credits since ${longDate(since.toISOString())}: `
+  $("chart-caption").textContent = `Available credits since ${longDate(new Date(points[0].t).toISOString())}: `
     + `from ${credits(values[0])} to ${credits(values[values.length - 1])}, `
     + `lowest ${credits(Math.min(...values))}, highest ${credits(Math.max(...values))}.`;
 }
