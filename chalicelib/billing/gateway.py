@@ -1,9 +1,27 @@
 """What the service asks of Stripe, behind one small interface: the real Stripe (stripe-python's
-StripeClient, imported only here) or the local stand-in (standin.py). Calls that could create
-something twice carry Stripe idempotency keys; StripeClient retries network errors, 429s and
-5xx with them."""
+StripeClient, imported only here) or the local stand-in (standin.py).
+
+Faults, and who retries them (two layers, both bounded):
+1. stripe-python (max_network_retries=2): resends a request on network errors and timeouts, 409
+   and 5xx answers (or when Stripe says `Stripe-Should-Retry: true`), sleeping 0.5-1 s then
+   1-2 s, with one Idempotency-Key for all its attempts. It does not resend a 429.
+2. here: a 429 (rate limit) is resent up to RATE_LIMIT_RETRIES times within RATE_LIMIT_BUDGET
+   seconds, with the same Idempotency-Key.
+Then a rate limit is answered 503 (Retry-After) and anything else from Stripe 502: nothing was
+changed here, and the client may try again.
+
+Every POST carries an Idempotency-Key chosen here, the same on every resend: those that could
+create something twice name what they create (a workspace's customer, a client's checkout, a
+subscription's cancellation and its refund), so a client's retry is applied once by Stripe too;
+the others (a subscription update, a schedule, a portal session) are new per call, because sending
+them again has the same effect (a schedule is only created when the subscription has none), and
+Stripe would replay a stale answer to a reused key for 24 hours.
+"""
 from __future__ import annotations
 
+import random
+import time
+import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -34,20 +52,47 @@ class Gateway(Protocol):
     def cancel_now(self, sub_id: str, key: str = "") -> dict: ...
 
 
+NETWORK_RETRIES = 2  # stripe-python's own resends
+TIMEOUT = (2, 6)  # seconds to connect, to read: 3 attempts and their waits stay inside a 25 s Lambda
+RATE_LIMIT_RETRIES = 2
+RATE_LIMIT_BUDGET = 4.0  # seconds spent on resending 429s, at most
+RATE_LIMIT_RETRY_AFTER = 2
+
+# What the 429 resends wait with: tests replace these, nothing else does.
+sleep = time.sleep
+monotonic = time.monotonic
+rng = random.Random()
+
+
+def _key(purpose: str) -> str:
+    return f"{purpose}-{uuid.uuid4()}"
+
+
 class StripeGateway:
-    def __init__(self, api_key: str):
+    def __init__(self, api_key: str, http_client=None):
         import stripe
 
         self.stripe = stripe
-        self.client = stripe.StripeClient(api_key, max_network_retries=2)
+        self.client = stripe.StripeClient(
+            api_key, max_network_retries=NETWORK_RETRIES,
+            http_client=http_client or stripe.RequestsClient(timeout=TIMEOUT))
 
-    def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except self.stripe.RateLimitError as e:
-            raise Unavailable("Stripe is rate limiting; retry shortly.", retry_after=2) from e
-        except self.stripe.StripeError as e:
-            raise PaymentProviderError(f"Stripe: {e.user_message or e.__class__.__name__}.") from e
+    def _call(self, fn, *args):
+        """One Stripe request (see the module doc for who resends what). A POST's last argument is
+        its options, with the Idempotency-Key every resend reuses."""
+        started = monotonic()
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                return fn(*args)
+            except self.stripe.RateLimitError as e:
+                delay = rng.uniform(0.5, 1.0) * 2**attempt
+                if attempt == RATE_LIMIT_RETRIES or monotonic() - started + delay > RATE_LIMIT_BUDGET:
+                    raise Unavailable("Stripe is rate limiting; retry shortly.",
+                                      retry_after=RATE_LIMIT_RETRY_AFTER) from e
+                sleep(delay)
+            except self.stripe.StripeError as e:
+                raise PaymentProviderError(f"Stripe: {e.user_message or e.__class__.__name__}.") from e
+        raise AssertionError("unreachable")
 
     def create_customer(self, workspace_id: str, name: str) -> str:
         c = self._call(self.client.v1.customers.create, {"name": name, "metadata": {"workspace_id": workspace_id}},
@@ -69,7 +114,7 @@ class StripeGateway:
 
     def portal(self, customer: str, return_url: str) -> str:
         return self._call(self.client.v1.billing_portal.sessions.create,
-                          {"customer": customer, "return_url": return_url}).url
+                          {"customer": customer, "return_url": return_url}, {"idempotency_key": _key("portal")}).url
 
     def update_subscription(self, sub_id: str, *, price_id: str | None = None,
                             cancel_at_period_end: bool | None = None, key: str = "") -> dict:
@@ -80,19 +125,20 @@ class StripeGateway:
             params["proration_behavior"] = "always_invoice"  # an upgrade bills at once
         if cancel_at_period_end is not None:
             params["cancel_at_period_end"] = cancel_at_period_end
-        sub = self._call(self.client.v1.subscriptions.update, sub_id, params, {"idempotency_key": key or None})
+        sub = self._call(self.client.v1.subscriptions.update, sub_id, params,
+                         {"idempotency_key": key or _key(f"update-{sub_id}")})
         return sub.to_dict()
 
     def schedule_price(self, sub_id: str, price_id: str | None, key: str = "") -> None:
-        sub = self._call(self.client.v1.subscriptions.retrieve, sub_id)
-        schedule = sub.get("schedule") if hasattr(sub, "get") else sub["schedule"]
+        schedule = self._call(self.client.v1.subscriptions.retrieve, sub_id).to_dict().get("schedule")
         if price_id is None:  # withdraw a scheduled downgrade
             if schedule:
-                self._call(self.client.v1.subscription_schedules.release, schedule)
+                self._call(self.client.v1.subscription_schedules.release, schedule, None,
+                           {"idempotency_key": _key(f"release-{schedule}")})
             return
         if not schedule:
             schedule = self._call(self.client.v1.subscription_schedules.create, {"from_subscription": sub_id},
-                                  {"idempotency_key": f"{key}-schedule" if key else None}).id
+                                  {"idempotency_key": key or _key(f"schedule-{sub_id}")}).id
         current = self._call(self.client.v1.subscription_schedules.retrieve, schedule)
         phase = current["phases"][0]
         self._call(self.client.v1.subscription_schedules.update, schedule, {
@@ -102,16 +148,15 @@ class StripeGateway:
                  "start_date": phase["start_date"], "end_date": phase["end_date"]},
                 {"items": [{"price": price_id, "quantity": 1}]},
             ],
-        })
+        }, {"idempotency_key": _key(f"phases-{schedule}")})
 
     def cancel_now(self, sub_id: str, key: str = "") -> dict:
-        import time
-
         sub = self._call(self.client.v1.subscriptions.cancel, sub_id, {"prorate": False},
-                         {"idempotency_key": key or None}).to_dict()
+                         {"idempotency_key": key or f"cancel-{sub_id}"}).to_dict()
         # Money for the unused paid time goes back through Stripe; credits are never refunded.
         item = sub["items"]["data"][0]
-        invoice = self._call(self.client.v1.invoices.retrieve, sub["latest_invoice"], {"expand": ["payments"]})
+        # stripe-python 15+: a StripeObject is not a dict (no .get): read plain dicts.
+        invoice = self._call(self.client.v1.invoices.retrieve, sub["latest_invoice"], {"expand": ["payments"]}).to_dict()
         payments = (invoice.get("payments") or {}).get("data") or []
         intent = payments[0]["payment"].get("payment_intent") if payments else None
         amount = refund_for_unused_time(invoice["amount_paid"], item["current_period_start"],

@@ -110,10 +110,12 @@ def change(who: Principal, workspace_id: str, plan_id: str, interval: str, now: 
         if w.pending is not None:
             gateway().schedule_price(w.sub_id, None)
             transact([Update(wallet_key(workspace_id), [Wallet.pending.remove()], Wallet.sub_id == w.sub_id)])
-        sub = gateway().update_subscription(w.sub_id, price_id=price.price_id, key=f"change-{w.sub_id}-{price.price_id}")
+        # No fixed Stripe key: asking again for the price it has is a no-op at Stripe, while a fixed
+        # key would replay a stale answer for 24 hours (the same upgrade after a downgrade).
+        sub = gateway().update_subscription(w.sub_id, price_id=price.price_id)
         events.apply_subscription(sub, now)
     else:
-        gateway().schedule_price(w.sub_id, price.price_id, key=f"schedule-{w.sub_id}-{price.price_id}")
+        gateway().schedule_price(w.sub_id, price.price_id)  # creates a schedule only if there is none
         effective = int(w.ends_at or 0) or _period_end(w)
         transact([Update(wallet_key(workspace_id), [Wallet.pending.set(
             {"plan": plan.id, "interval": interval, "effective_at": effective})], Wallet.sub_id == w.sub_id)])
@@ -132,7 +134,7 @@ def cancel(who: Principal, workspace_id: str, when: str, now: datetime) -> dict:
     if when == "now":
         sub = gateway().cancel_now(w.sub_id, key=f"cancel-{w.sub_id}")
     else:
-        sub = gateway().update_subscription(w.sub_id, cancel_at_period_end=True, key=f"cancel-end-{w.sub_id}")
+        sub = gateway().update_subscription(w.sub_id, cancel_at_period_end=True)
     events.apply_subscription(sub, now, deleted=when == "now")
     return wallets.view(wallets.load(workspace_id, now))
 
@@ -141,6 +143,6 @@ def resume(who: Principal, workspace_id: str, now: datetime) -> dict:
     w = _manager_wallet(who, workspace_id, now)
     if not w.sub_id or not w.ends_at:
         raise InvalidState("There is no cancellation to withdraw.")
-    sub = gateway().update_subscription(w.sub_id, cancel_at_period_end=False, key=f"resume-{w.sub_id}-{int(now.timestamp())}")
+    sub = gateway().update_subscription(w.sub_id, cancel_at_period_end=False)
     events.apply_subscription(sub, now)
     return wallets.view(wallets.load(workspace_id, now))

@@ -3,7 +3,6 @@ store's retry clock replaced by a fake one: a retry's wait advances it instead o
 every jitter is its maximum, so attempts and waits are exact numbers."""
 from __future__ import annotations
 
-import itertools
 import json
 from datetime import timedelta
 
@@ -37,14 +36,27 @@ class MaxJitter:
         return hi
 
 
-@pytest.fixture(autouse=True)
-def ticking(now, monkeypatch):
-    """The service's clock moves 1 ms each time it is read, from T0: every write gets a later
+class Ticking:
+    """The service's clock, moving 1 ms each time it is read, from T0: every write gets a later
     ledger seq than the one before, so no attempt is refused by chance (a fixed clock makes two
     seqs of the same millisecond race on their random part) and call counts are exact."""
-    ticks = itertools.count()
-    monkeypatch.setattr(clock, "now", lambda: now + timedelta(milliseconds=next(ticks)))
-    yield
+
+    def __init__(self, start):
+        self.at = start
+
+    def __call__(self):
+        self.at += timedelta(milliseconds=1)
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@pytest.fixture(autouse=True)
+def ticking(now, monkeypatch) -> Ticking:
+    t = Ticking(now)
+    monkeypatch.setattr(clock, "now", t)
+    return t
 
 
 @pytest.fixture(autouse=True)
