@@ -38,7 +38,12 @@ def checkout_completed(event: dict, now: datetime) -> str:
     pack = catalog().pack(s.pack)
     credited = topups.credit(s.workspace_id, s.id, pack.credits, s.amount_total or pack.amount,
                              s.payment_intent, now)
-    return f"topup {pack.credits}" if credited else "ignored: credited before"
+    if credited:
+        return f"topup {pack.credits}"
+    # Delivered again: the first delivery may have died between crediting and taking back a
+    # refund that was reported before the top-up (two writes). Finish that; nothing if done.
+    taken = topups.take_back(s.payment_intent, 0, "reported before the top-up", now)
+    return f"ignored: credited before{f', took back {taken}' if taken else ''}"
 
 
 def subscription_changed(event: dict, now: datetime) -> str:

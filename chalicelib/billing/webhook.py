@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from ..credits.store import budget
 from ..errors import InvalidRequest, InvalidSignature, NotFound
 from .events import HANDLERS
 
@@ -43,7 +44,10 @@ def receive(raw: bytes, signature: str | None, secrets: tuple[str, ...], now: da
     if handler is None:
         return {"received": True, "type": kind, "result": "ignored: not an event we act on"}
     try:
-        result = handler(event, now)
+        # One time budget for the store's retries of the whole event: past it, 503, and Stripe
+        # delivers again (every handler is keyed, so a half-applied event is completed once).
+        with budget():
+            result = handler(event, now)
     except NotFound:
         result = "ignored: no such workspace"
     from ..observe import logger

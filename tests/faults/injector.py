@@ -5,6 +5,7 @@ uses (no stub stands in for the code under test).
 
     with Faults(seed=123) as faults:
         faults.next("conflict", times=3)   # the next 3 write calls fail this way
+        faults.allow(1); faults.next("internal", times=9)  # let one through, then fail 9
         faults.rate = 0.1                  # or: each write call fails with probability 0.1,
         faults.kinds = ("conflict", "throttling", "timeout_after_write")  # kind drawn (seeded)
         faults.injected                    # Counter: kind -> how many injected so far
@@ -146,6 +147,12 @@ class Faults:
             self._queue.extend([(kind, tuple(ops))] * times)
         return self
 
+    def allow(self, times: int = 1, ops: Iterable[str] = WRITES) -> "Faults":
+        """The next `times` calls of `ops` go through untouched (then the faults queued after)."""
+        with self._lock:
+            self._queue.extend([(None, tuple(ops))] * times)
+        return self
+
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
@@ -160,6 +167,8 @@ class Faults:
             self.calls[op] += 1
             if self._queue and op in self._queue[0][1]:
                 kind = self._queue.popleft()[0]
+                if kind is None:
+                    return None
             elif self.rate and op in self.ops and self.kinds and self.random.random() < self.rate:
                 kind = self.random.choice(self.kinds)
             else:
