@@ -52,10 +52,15 @@ def handled(view: Callable) -> Callable:
             status, code = getattr(response, "status_code", 200), None
         except ServiceError as e:
             response, status, code = error_response(e), e.status, e.code
-        except Exception:
-            logger.exception("unhandled error", extra={"operation": operation, "workspace": workspace})
-            count("Failures", operation=operation)
-            return json_response({"error": {"code": "internal_error", "message": "Something went wrong."}}, 500)
+        except Exception as e:
+            busy = _store_fault(e)
+            if busy is None:
+                logger.exception("unhandled error", extra={"operation": operation, "workspace": workspace})
+                count("Failures", operation=operation)
+                return json_response({"error": {"code": "internal_error", "message": "Something went wrong."}}, 500)
+            # A DynamoDB fault that a read or write outside the store's retries met: busy, not broken.
+            logger.warning("store fault", extra={"operation": operation, "workspace": workspace})
+            response, status, code = error_response(busy), busy.status, busy.code
         logger.info("request", extra={"operation": operation, "workspace": workspace, "status": status,
                                       **({"error": code} if code else {})})
         if status == 402:
@@ -67,6 +72,17 @@ def handled(view: Callable) -> Callable:
         return response
 
     return wrapper
+
+
+def _store_fault(e: Exception) -> ServiceError | None:
+    """503 for a DynamoDB throttle, 5xx or timeout (see credits/store.py), else None."""
+    import sys
+
+    if "pynamodb" not in sys.modules:
+        return None
+    from .credits.store import as_unavailable
+
+    return as_unavailable(e)
 
 
 def check_size(request) -> bytes:

@@ -4,13 +4,14 @@ partition query. Everything that counts requests counts these.
 Faults, and who retries them. Three layers could repeat a request; each is bounded, and this
 module is the outermost, so nothing stacks without bound:
 
-1. botocore, as PynamoDB configures it (its default `retry_configuration` "LEGACY" means botocore's
-   "standard" mode with total_max_attempts = 1 + max_retry_attempts = 4): inside one API call it
-   resends on throttling codes (ProvisionedThroughputExceededException, ThrottlingException,
-   RequestLimitExceeded, TransactionInProgressException), on 5xx answers and on timeouts and
-   dropped connections, sleeping a random 0-1, 0-2, 0-4 s between (at most about 7 s), while its
-   per-client retry quota lasts. It never resends a cancelled transaction. A resent
-   TransactWriteItems keeps its ClientRequestToken, so DynamoDB applies it once.
+1. botocore (1.44), as PynamoDB configures it (its default `retry_configuration` "LEGACY" is
+   botocore's "standard" mode with total_max_attempts = 1 + max_retry_attempts (3) = 4): inside
+   one API call it resends throttling codes (ProvisionedThroughputExceededException,
+   ThrottlingException, RequestLimitExceeded, TransactionInProgressException) after a random
+   0-1, 0-2, 0-4 s (at most 7 s in all), and 5xx answers, timeouts and dropped connections after
+   0-25, 0-50, 0-100 ms, while its per-client retry quota lasts (500, less 5 per throttled and 14
+   per other resend). It never resends a cancelled transaction or a TransactionConflictException.
+   A resent TransactWriteItems keeps its ClientRequestToken, so DynamoDB applies it once.
 2. PynamoDB: none of its own; it wraps botocore's errors (PutError, TransactWriteError, ...).
 3. here: a TransactionConflict (another transaction on the same item) and whatever outlived
    botocore's retries (throttling, 5xx, a timeout), until MAX_ATTEMPTS or BUDGET seconds since the
@@ -32,7 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
-from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -174,6 +176,14 @@ def retrying(call: Callable[[], T], message: str) -> T:
     raise Unavailable(message, retry_after=RETRY_AFTER)
 
 
+def as_unavailable(e: BaseException) -> Unavailable | None:
+    """What a route answers for a fault that reached it without these retries (a read or write
+    made outside this module): 503, never a 500."""
+    if isinstance(e, PynamoDBException) and fault(e) is not None:
+        return Unavailable("The store is busy; retry.", retry_after=RETRY_AFTER)
+    return None
+
+
 def transact(ops: list[Put | Update]) -> None:
     """One TransactWriteItems request. Raises Cancelled when a condition failed; resends it on
     conflicts, throttling and unknown outcomes (see the module doc), then Unavailable."""
@@ -250,7 +260,7 @@ def scan_all() -> Iterator[dict]:
     conn = Wallet._get_connection()
     start = None
     while True:
-        page = read(lambda: conn.scan(exclusive_start_key=start, consistent_read=True))
+        page = read(lambda s=start: conn.scan(exclusive_start_key=s, consistent_read=True))
         yield from page.get("Items", [])
         start = page.get("LastEvaluatedKey")
         if not start:

@@ -77,16 +77,16 @@ def webhook_secret(monkeypatch):
     config.reload()
 
 
-def deliver(api, event: dict):
+def deliver(client, event: dict):
     body = json.dumps(event).encode()
-    return api.call("POST", "/stripe/webhook", raw=body, headers={"Stripe-Signature": sign(body, SECRET)})
+    return client.call("POST", "/stripe/webhook", raw=body, headers={"Stripe-Signature": sign(body, SECRET)})
 
 
-def balance(api, ws: str, user: str = "alice") -> dict:
-    return api.get(f"/v1/workspaces/{ws}/subscription", user).json["balance"]
+def balance(client, ws: str, user: str = "alice") -> dict:
+    return client.get(f"/v1/workspaces/{ws}/subscription", user).json["balance"]
 
 
-def entries(api, ws: str, user: str = "alice") -> list[tuple]:
+def entries(client, ws: str, user: str = "alice") -> list[tuple]:
     """The ledger, newest first, as (kind, plan_delta, topup_delta, held_delta)."""
     return [(e["kind"], e["plan_delta"], e["topup_delta"], e["held_delta"]) for e in
-            api.get(f"/v1/workspaces/{ws}/ledger?limit=100", user).json["entries"]]
+            client.get(f"/v1/workspaces/{ws}/ledger?limit=100", user).json["entries"]]

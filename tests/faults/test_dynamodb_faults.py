@@ -260,3 +260,39 @@ def test_a_replay_read_under_faults(api, store_time):
         faults.next("throttling", times=2, ops=READS)
         r = charge(api, ws)
     assert (r.status_code, r.json) == (201, first.json)
+
+
+# --- what is a fault ---------------------------------------------------------------------------
+
+def test_only_faults_are_faults(api):
+    """A failed condition, a validation error or a missing table is raised as it is: not retried,
+    not a 503."""
+    from pynamodb.exceptions import PutError
+
+    from chalicelib.credits import store
+    from chalicelib.credits.models import Membership
+
+    m = Membership("user#x", "ws#y", workspace_id="y", name="n", kind="team", role="owner")
+    m.save()
+    with pytest.raises(PutError) as e:
+        m.save(condition=Membership.pk.does_not_exist())
+    assert e.value.cause_response_code == "ConditionalCheckFailedException"
+    assert store.fault(e.value) is None and store.as_unavailable(e.value) is None
+    with Faults() as faults:
+        for kind, expected in [("conflict", "conflict"), ("throughput", "throttled"), ("throttling", "throttled"),
+                               ("request_limit", "throttled"), ("internal", "throttled"),
+                               ("timeout_before_write", "unknown"), ("timeout_after_write", "unknown")]:
+            faults.next(kind)
+            with pytest.raises(PutError) as e:
+                m.save()
+            assert store.fault(e.value) == expected, kind
+            assert store.as_unavailable(e.value).status == 503
+
+
+def test_a_fault_outside_the_stores_retries_is_503_not_500(api, store_time):
+    """GET /v1/me lists memberships with a query of its own: a fault there is busy, not broken."""
+    api.workspace("alice")
+    with Faults() as faults:
+        faults.next("throttling", ops=READS)
+        r = api.get("/v1/me", "alice")
+    assert (r.status_code, r.headers["Retry-After"], r.json["error"]["code"]) == (503, "1", "unavailable")
