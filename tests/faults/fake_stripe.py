@@ -54,7 +54,7 @@ class FakeStripeHTTP(stripe.HTTPClient):
 
     def request(self, method, url, headers, post_data=None, *, _usage=None):
         path = urlsplit(url).path
-        route = f"{method.upper()} {re.sub(r'/(sub|in|sub_sched)_[A-Za-z0-9_]+$', r'/{id}', path)}"
+        route = f"{method.upper()} {re.sub(r'/(sub|in)_[A-Za-z0-9_]+', r'/{id}', path)}"
         params = parse_qs(post_data.decode() if isinstance(post_data, bytes) else (post_data or ""))
         self.requests.append({"route": route, "path": path, "headers": dict(headers or {}), "params": params})
         queue = self.script.get(route)
@@ -91,6 +91,26 @@ class FakeStripeHTTP(stripe.HTTPClient):
             self.applied.append(route)
             self.sub.update(status="canceled", ended_at=self.sub["items"]["data"][0]["current_period_start"] + 86400)
             return copy.deepcopy(self.sub)
+        if route == "POST /v1/subscription_schedules":
+            self.applied.append(route)
+            item = self.sub["items"]["data"][0]
+            self.sub["schedule"] = "sub_sched_1"
+            self.schedule = {"id": "sub_sched_1", "object": "subscription_schedule", "status": "active",
+                             "phases": [{"items": [{"price": item["price"]["id"], "quantity": 1}],
+                                         "start_date": item["current_period_start"],
+                                         "end_date": item["current_period_end"]}]}
+            return copy.deepcopy(self.schedule)
+        if route == "GET /v1/subscription_schedules/{id}":
+            return copy.deepcopy(self.schedule)
+        if route == "POST /v1/subscription_schedules/{id}":
+            self.applied.append(route)
+            self.schedule["phases"].append({"items": [{"price": params["phases[1][items][0][price]"][0]}]})
+            return copy.deepcopy(self.schedule)
+        if route == "POST /v1/subscription_schedules/{id}/release":
+            self.applied.append(route)
+            self.sub["schedule"] = None
+            self.schedule["status"] = "released"
+            return copy.deepcopy(self.schedule)
         if route == "GET /v1/invoices/{id}":
             return {"id": "in_1", "object": "invoice", "amount_paid": 1200,
                     "payments": {"object": "list", "data": [

@@ -102,13 +102,13 @@ def test_portal_is_resent_with_one_key(api, stripe_net):
     assert len(keys) == 3 and len(set(keys)) == 1 and keys[0].startswith("portal-")
 
 
-def _subscribe(api, ws):
+def _subscribe(api, ws, price="price_creator_month"):
     s = Stripe("new")
     start, end = int(T0.timestamp()), int(END.timestamp())
     assert deliver(api, s.event("customer.subscription.created",
-                                s.subscription(ws, "sub_1", "price_creator_month", start, end, customer="cus_fake"),
+                                s.subscription(ws, "sub_1", price, start, end, customer="cus_fake"),
                                 created=start - 60)).status_code == 200
-    assert deliver(api, s.event("invoice.paid", s.invoice(ws, "sub_1", "price_creator_month", start, end, "in_1",
+    assert deliver(api, s.event("invoice.paid", s.invoice(ws, "sub_1", price, start, end, "in_1",
                                                           reason="subscription_create"))).status_code == 200
 
 
@@ -159,3 +159,34 @@ def test_cancel_now_is_resent_with_its_keys_and_a_retry_refunds_once(api, stripe
     assert stripe_net.keys(REFUNDS) == ["cancel-refund-sub_1"] * 4
     assert stripe_net.applied.count(REFUNDS) == 1
     assert entries(api, ws)[0][0] == "grant"  # the free plan's credits
+
+
+SCHEDULES, SCHEDULE = "POST /v1/subscription_schedules", "POST /v1/subscription_schedules/{id}"
+RELEASE = "POST /v1/subscription_schedules/{id}/release"
+
+
+def test_a_downgrade_and_its_withdrawal_are_resent_with_one_key_each(api, stripe_net, webhook_secret):
+    ws = stripe_net.ws
+    stripe_net.sub["items"]["data"][0]["price"]["id"] = "price_pro_month"
+    _subscribe(api, ws, price="price_pro_month")
+    stripe_net.fail(SCHEDULES, "500", "network")
+    stripe_net.fail(SCHEDULE, "429")
+    r = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "creator", "interval": "month"})
+    assert r.status_code == 200
+    assert r.json["pending_change"] == {"plan": "creator", "interval": "month", "effective_on": "2027-02-28"}
+    for route in (SCHEDULES, SCHEDULE):
+        keys = stripe_net.keys(route)
+        assert len(set(keys)) == 1 and stripe_net.applied.count(route) == 1
+    assert len(stripe_net.keys(SCHEDULES)) == 3 and len(stripe_net.keys(SCHEDULE)) == 2
+    # A client retry after a lost answer finds the schedule: none is created twice.
+    r = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "creator", "interval": "month"})
+    assert r.status_code == 200 and stripe_net.applied.count(SCHEDULES) == 1
+    stripe_net.fail(RELEASE, "network")
+    r = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "pro", "interval": "month"})
+    assert (r.status_code, r.json["pending_change"], r.json["plan"]["id"]) == (200, None, "pro")
+    keys = stripe_net.keys(RELEASE)
+    assert len(keys) == 2 and len(set(keys)) == 1
+    stripe_net.fail(SCHEDULES, "429", "429", "429")
+    r = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "creator", "interval": "month"})
+    assert (r.status_code, r.json["error"]["code"]) == (503, "unavailable")
+    assert api.get(f"/v1/workspaces/{ws}/subscription", "alice").json["pending_change"] is None
