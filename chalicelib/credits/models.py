@@ -17,6 +17,7 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, LocalSecondaryIndex
 from pynamodb.models import Model
@@ -90,6 +91,7 @@ class Wallet(_Base):
     sub_id = UnicodeAttribute(null=True)
     sub_seen = UnicodeAttribute(null=True)  # newest subscription state applied: "created:event"
     sub_ended = UnicodeAttribute(null=True)  # the last subscription that ended: late events are ignored
+    subs_ended = UnicodeSetAttribute(null=True)  # every subscription that ended (Stripe never restarts one)
     ends_at = NumberAttribute(null=True)  # cancelled at period end: when it returns to free
     pending = MapAttribute(null=True)  # a scheduled downgrade: {plan, interval, effective_at}
     renew_shard = UnicodeAttribute(null=True)

@@ -17,6 +17,12 @@ from .wallets import _cycle_ref, _shard, caps_for_new_cycle, credits_for_cycle, 
 ATTEMPTS = 5
 
 
+def ended(w: Wallet, sub_id: str) -> bool:
+    """A subscription that ended stays ended: any event of it, however late, changes nothing
+    (not only the last one that ended: a redelivered invoice of an older one would restart it)."""
+    return sub_id == w.sub_ended or sub_id in (w.subs_ended or set())
+
+
 def _pinned(w: Wallet):
     return (Wallet.last == w.last) & (Wallet.plan == int(w.plan)) & (Wallet.cycle_start == int(w.cycle_start))
 
@@ -145,15 +151,17 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
     times. Returns what it did (for logs and tests)."""
     for _ in range(ATTEMPTS):
         w = load(workspace_id, now)
-        if sub.id == w.sub_ended:
+        if ended(w, sub.id):
             return "ignored: subscription already ended"
         if w.sub_id == sub.id and w.sub_seen and sub.seen and sub.seen <= w.sub_seen:
             return "ignored: older than the state applied"
         if sub.status in ("canceled", "incomplete_expired"):
             if w.sub_id not in (None, sub.id):
+                # Still remembered as ended, so that its late invoices cannot restart it.
+                transact([Update(wallet_key(workspace_id), [Wallet.subs_ended.add({sub.id})], Wallet.pk.exists())])
                 return "ignored: another subscription is current"
             start_plan(workspace_id, "free", None, sub.ends_at or now, now,
-                       extra=[Wallet.sub_ended.set(sub.id)], wallet=w)
+                       extra=[Wallet.sub_ended.set(sub.id), Wallet.subs_ended.add({sub.id})], wallet=w)
             return "ended: back to free"
         if sub.status == "incomplete":
             return "ignored: not paid yet"
@@ -229,7 +237,7 @@ def pay(workspace_id: str, sub: Subscription, now: datetime, may_start: bool = T
     wallet has not yet (invoices may come first), then mark the period paid."""
     w = load(workspace_id, now)
     switched = False
-    if sub.id == w.sub_ended:
+    if ended(w, sub.id):
         return 0
     if w.sub_id != sub.id or w.plan_id == "free":
         switched = True
