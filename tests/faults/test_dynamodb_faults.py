@@ -296,3 +296,15 @@ def test_a_fault_outside_the_stores_retries_is_503_not_500(api, store_time):
         faults.next("throttling", ops=READS)
         r = api.get("/v1/me", "alice")
     assert (r.status_code, r.headers["Retry-After"], r.json["error"]["code"]) == (503, "1", "unavailable")
+
+
+def test_settling_a_closed_hold_is_409_at_once(api, store_time):
+    ws = api.workspace("alice")
+    h = hold(api, ws)
+    assert api.post(f"/v1/workspaces/{ws}/holds/{h.json['hold_id']}/release", "alice").status_code == 200
+    with Faults() as faults:
+        r = api.post(f"/v1/workspaces/{ws}/holds/{h.json['hold_id']}/capture", "alice", {"credits": 10})
+    assert (r.status_code, r.json["error"]["code"]) == (409, "invalid_state")
+    assert faults.calls["TransactWriteItems"] == 1
+    assert store_time.sleeps == []
+    assert balance(api, ws)["available"] == 50
