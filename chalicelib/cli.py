@@ -48,15 +48,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
-    _bind_store()
-    from .credits import renewal
-
+    now = datetime.now(timezone.utc)
     if args.date:
         day = datetime.strptime(args.date, "%Y-%m-%d").date()
         # "as if run at the end of that day": every cycle ending on or before it renews.
         moment = datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc) - timedelta(seconds=1)
     else:
-        moment = datetime.now(timezone.utc)
+        moment = now
+    if moment.date() > now.date() and not config.settings().is_local:
+        # A future day would expire plan credits before their cycle ends and grant the next early.
+        # Locally it is how people play time forward.
+        print(f"renew: {args.date} is after today (UTC); a deployed stage renews nothing early.", file=sys.stderr)
+        return 2
+    _bind_store()
+    from .credits import renewal
+
     clock.set_now(moment)
     if config.settings().is_local and not config.settings().stripe_secret_key:
         # Locally the Stripe stand-in plays Stripe's clock first: periods that ended renew
