@@ -6,8 +6,10 @@ uses (no stub stands in for the code under test).
     with Faults(seed=123) as faults:
         faults.next("conflict", times=3)   # the next 3 write calls fail this way
         faults.allow(1); faults.next("internal", times=9)  # let one through, then fail 9
+        faults.next("throttling", ops=READS)  # reads too, when asked (GetItem, Query, ...)
         faults.rate = 0.1                  # or: each write call fails with probability 0.1,
         faults.kinds = ("conflict", "throttling", "timeout_after_write")  # kind drawn (seeded)
+        faults.ops = WRITES + READS        # the calls `rate` applies to (default: WRITES)
         faults.injected                    # Counter: kind -> how many injected so far
         faults.calls                       # Counter: operation -> how many calls were made
 

@@ -308,3 +308,25 @@ def test_settling_a_closed_hold_is_409_at_once(api, store_time):
     assert faults.calls["TransactWriteItems"] == 1
     assert store_time.sleeps == []
     assert balance(api, ws)["available"] == 50
+
+
+def test_every_fault_at_random_nothing_lost_or_doubled(api, store_time):
+    """Twenty charges of 10 on a 50-credit wallet, every DynamoDB call failing half the time in any
+    way; the client retries each 503 with the same key. Five are charged, the rest refused, once."""
+    from tests.faults.injector import KINDS, WRITES
+
+    ws = api.workspace("alice")
+    answers = {}
+    with Faults(seed=2027) as faults:
+        faults.rate, faults.kinds, faults.ops = 0.5, KINDS, WRITES + READS
+        for i in range(20):
+            for _ in range(20):
+                r = api.charge(ws, "alice", "image", {"quality": "standard"}, key=f"k{i}")
+                if r.status_code != 503:
+                    break
+            answers[f"k{i}"] = r.status_code
+    assert sum(faults.injected.values()) > 20 and set(faults.injected) == set(KINDS)
+    assert answers == {f"k{i}": 201 if i < 5 else 402 for i in range(20)}
+    assert balance(api, ws) == {"available": 0, "plan": 0, "topup": 0, "held": 0}
+    assert entries(api, ws) == [("charge", -10, 0, 0)] * 5 + [GRANT]
+    assert ledger.audit().clean
