@@ -39,9 +39,9 @@ def error_response(err: ServiceError) -> Response:
 
 
 def handled(view: Callable) -> Callable:
-    """Turn domain errors into their JSON answer and anything unexpected into a bare 500, and
-    log one structured line per request: operation, workspace, status, error code. Never a
-    header, a body or a token."""
+    """Turn domain errors into their JSON answer, a DynamoDB fault (throttling, 5xx, timeout) into
+    503 with Retry-After, and anything unexpected into a bare 500, and log one structured line per
+    request: operation, workspace, status, error code. Never a header, a body or a token."""
     from .observe import count, logger
 
     @functools.wraps(view)
