@@ -6,14 +6,14 @@ kind, DynamoDB faults injected by kind, 5xx answers the clients retried.
 A seeded random walk over the simulation's operations (the same ones the hypothesis state
 machine picks: charges, holds, captures, releases, retries, same key with another body, top-ups,
 refunds, subscriptions, cancellations, Stripe deliveries and redeliveries, clock advances, the
-renewal job, balance reads), with every DynamoDB write failing with probability R (default 0.05)
-with a fault drawn from every kind tests/faults/injector.py knows. After every step the
-invariants are checked (audit, wallets against the model, the ledger route), as in the test; the
-figure includes them. Every L steps (default 50) the table starts afresh with three new
-workspaces, as a hypothesis example does: moto copies a table on every transaction, so a
-growing table would measure moto. The walk is the same for the same seed; a failure prints the
-seed and the steps since the last fresh table, which reproduce it. Figures, never a pass/fail on
-time.
+renewal job, balance reads, bursts of faults); besides the bursts, every DynamoDB write fails with
+probability R (default 0.05) with a fault drawn from every kind tests/faults/injector.py knows.
+After every step the invariants are checked (audit, wallets against the model, the ledger route),
+as in the test; the figure includes them, and the time they took is shown apart. Every L steps
+(default 50) the table starts afresh with three new workspaces, as a hypothesis example does: moto
+copies a table on every transaction, so a growing table would measure moto. The walk is the same
+for the same seed; a failure prints the seed and the steps since the last fresh table, which
+reproduce it. Figures, never a pass/fail on time.
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ os.environ.pop("CATALOG_PATH", None)
 
 def operations(sim, rng: random.Random) -> list[tuple[str, int, object]]:
     """(name, weight, call) of every operation of the walk."""
+    from tests.faults.injector import KINDS
     from tests.simulation.model import ACTIONS
     from tests.simulation.sim import ADVANCES, TTLS
 
@@ -62,6 +63,8 @@ def operations(sim, rng: random.Random) -> list[tuple[str, int, object]]:
         ("advance", 4, lambda: sim.advance(rng.randrange(len(ADVANCES)))),
         ("renewal_job", 1, lambda: sim.renewal_job()),
         ("read", 3, lambda: sim.read(ws())),
+        # A burst: the next writes fail in a row (17 outlast the store's 16 attempts: a 503).
+        ("inject", 2, lambda: sim.inject(rng.choice(KINDS), rng.choice([1, 2, 3, 17]))),
     ]
 
 
