@@ -63,6 +63,7 @@ def operations(sim, rng: random.Random) -> list[tuple[str, int, object]]:
         ("advance", 4, lambda: sim.advance(rng.randrange(len(ADVANCES)))),
         ("renewal_job", 1, lambda: sim.renewal_job()),
         ("read", 3, lambda: sim.read(ws())),
+        ("set_cap", 1, lambda: sim.set_cap(rng.choice([None, 0, 30, 200]))),
         # A burst: the next writes fail in a row (17 outlast the store's 16 attempts: a 503).
         ("inject", 2, lambda: sim.inject(rng.choice(KINDS), rng.choice([1, 2, 3, 17]))),
     ]

@@ -22,6 +22,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 
+UNLIMITED = 10**15  # what the service counts an uncapped member's room down from
 CREDITS = {"free": 50, "creator": 500, "pro": 2000, "team": 6000}
 PRICE = {"creator": "price_creator_month", "pro": "price_pro_month", "team": "price_team_month"}
 PACKS = {"pack_1000": (1000, 1200), "pack_5000": (5000, 5000)}  # credits, amount (cents)
@@ -100,6 +101,8 @@ class WalletModel:
     granted: set = field(default_factory=set)  # (epoch, cycle start) granted: the ledger's keys
     grants: Counter = field(default_factory=Counter)  # (plan, cycle start iso) -> grants expected
     sessions: set = field(default_factory=set)  # checkout sessions credited
+    caps: dict = field(default_factory=dict)  # member -> credits they may spend each cycle
+    room: dict = field(default_factory=dict)  # member -> what they may still spend this cycle
 
     # --- cycles ---------------------------------------------------------------------------
     def cycle(self, k: int | None = None) -> tuple[datetime, datetime]:
@@ -145,6 +148,11 @@ class WalletModel:
             credits = self.credits_for_cycle(start, end)
             if credits:
                 self._grant(self.epoch, start, end, credits)
+        self._new_cycle()
+
+    def _new_cycle(self) -> None:
+        """Caps count per cycle; holds open across it lose their plan part on return."""
+        self.room = {u: cap for u, cap in self.caps.items() if cap is not None}
         for h in self.holds.values():
             h.lapsed = True
 
@@ -162,13 +170,17 @@ class WalletModel:
         self.release_expired(now)
 
     # --- spending -------------------------------------------------------------------------
-    def spend(self, cost: int, now: datetime) -> tuple[int, int]:
-        """A new charge or hold of `cost`: the split (plan, top-up), or Refusal(402)."""
+    def spend(self, cost: int, now: datetime, user: str) -> tuple[int, int]:
+        """A new charge or hold of `cost` by `user`: the split (plan, top-up), or Refusal(402)."""
         self.renew(now)
         if self.expired(now) and self.plan + self.topup < cost:
             self.release_expired(now)
+        if cost and user in self.room and self.room[user] < cost:
+            raise Refusal(402, "member_cap_reached", required=cost, available=max(self.room[user], 0))
         if self.plan + self.topup < cost:
             raise Refusal(402, "insufficient_credits", required=cost, available=self.plan + self.topup)
+        if cost:
+            self.room[user] = self.room.get(user, UNLIMITED) - cost
         p = min(self.plan, cost)
         self.plan -= p
         self.topup -= cost - p
@@ -180,6 +192,8 @@ class WalletModel:
         cap_plan = min(h.p, taken)
         ret_plan, ret_topup = h.p - cap_plan, h.t - (taken - cap_plan)
         back_plan = 0 if h.lapsed else ret_plan
+        if ret_plan + ret_topup and not h.lapsed:  # no longer counts against its creator's cap
+            self.room[h.creator] = self.room.get(h.creator, UNLIMITED) + ret_plan + ret_topup
         self.plan += back_plan
         self.topup += ret_topup
         answer = {"hold_id": hid}
@@ -209,6 +223,20 @@ class WalletModel:
         self.settled[hid] = Settled(fp, answer)
         return answer
 
+    def set_cap(self, user: str, cap: int | None, now: datetime) -> int:
+        """An owner sets a member's cap per cycle; returns what the member spent this cycle."""
+        self.upkeep(now)
+        room = self.room.get(user)
+        old = self.caps.get(user)
+        spent = 0 if room is None else (old if old is not None else UNLIMITED) - room
+        if cap is not None:
+            self.room[user] = max(cap - spent, 0)
+        elif room is not None:
+            self.room[user] = UNLIMITED - spent
+        self.caps[user] = cap
+        room = self.room.get(user)
+        return 0 if room is None else (cap if cap is not None else UNLIMITED) - room
+
     # --- billing --------------------------------------------------------------------------
     def start_plan(self, plan_id: str, anchor: datetime, start: datetime, now: datetime,
                    sub_id: str | None) -> None:
@@ -224,8 +252,7 @@ class WalletModel:
             self.k += 1
         self.paid_until = None
         self.sub_id = sub_id
-        for h in self.holds.values():
-            h.lapsed = True
+        self._new_cycle()
         if plan_id == "free":
             self._grant(self.epoch, *self.cycle(), CREDITS["free"])
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from chalicelib import auth, clock, config
 from chalicelib.credits import ledger, models, renewal, rules, spending
-from chalicelib.credits.models import WALLET_SK
+from chalicelib.credits.models import WALLET_SK, plain
 from chalicelib.credits.store import scan_all
 from tests.simulation.model import (ACTIONS, PACKS, PRICE, SECOND, Event, Refusal, Sub, Topup, WalletModel, iso,
                                     ts)
@@ -207,7 +207,7 @@ class Sim:
         """A request the service has not recorded: the model decides the answer."""
         m = self.workspaces[req.w].model
         try:
-            p, t = m.spend(cost, self.now)
+            p, t = m.spend(cost, self.now, req.user)
         except Refusal as r:
             self._expect_refusal(got, r, f"{req.kind} {req.key}")
             return
@@ -504,6 +504,19 @@ class Sim:
                and got.body["plan"]["id"] == space.model.plan_id,
                f"balance of {space.ws}", got=got.body, want=space.model.balance(), plan=space.model.plan_id)
 
+    def set_cap(self, cap: int | None) -> None:
+        """The team's owner sets (or lifts, None) the member's cap per cycle."""
+        self.ops["set_cap"] += 1
+        self.tick()
+        space = self.workspaces[2]
+        member = space.users[1]
+        got = self.until_answered(
+            lambda: self.call("PUT", f"/v1/workspaces/{space.ws}/members/{member}", space.owner,
+                              {"role": "member", "cycle_cap": cap}), "set cap")
+        spent = space.model.set_cap(member, cap, self.now)
+        want = {"user_id": member, "role": "member", "cycle_cap": cap, "spent_this_cycle": spent}
+        expect(got.status == 200 and got.body == want, f"cap {cap} for {member}", got=got, want=want)
+
     def inject(self, kind: str, times: int) -> None:
         """The next `times` DynamoDB writes fail with this fault, whoever makes them."""
         if self.faults is not None:
@@ -533,6 +546,9 @@ class Sim:
                    now=iso(self.now))
             expect(sorted(w.open_holds()) == sorted(m.holds), f"{space.ws}: open holds differ from the model",
                    wallet=sorted(w.open_holds()), model=sorted(m.holds))
+            room = {u: int(v) for u, v in plain(w.room).items()}
+            expect(room == m.room, f"{space.ws}: what members may still spend differs from the model",
+                   wallet=room, model=m.room)
             start, end = m.cycle()
             expect((w.plan_id, int(w.cycle_start), int(w.cycle_end)) == (m.plan_id, ts(start), ts(end)),
                    f"{space.ws}: plan and cycle differ from the model",

@@ -93,6 +93,10 @@ class Simulation(RuleBasedStateMachine):
         if then_renewal_job:
             self.sim.renewal_job()
 
+    @rule(cap=st.sampled_from([None, 0, 30, 200]))
+    def cap_member(self, cap):
+        self.sim.set_cap(cap)
+
     @rule(w=WS)
     def read_balance(self, w):
         self.sim.read(w)
