@@ -74,6 +74,12 @@ class Put:
 
 
 @dataclass
+class Delete:
+    item: Membership
+    condition: Any = None
+
+
+@dataclass
 class Update:
     item: Wallet
     actions: list
@@ -184,13 +190,11 @@ def as_unavailable(e: BaseException) -> Unavailable | None:
     return None
 
 
-def transact(ops: list[Put | Update]) -> None:
+def transact(ops: list[Put | Update | Delete]) -> None:
     """One TransactWriteItems request. Raises Cancelled when a condition failed; resends it on
     conflicts, throttling and unknown outcomes (see the module doc), then Unavailable."""
-    # PynamoDB sends puts before updates; remember where each op lands to map reasons back.
-    order = [i for i, op in enumerate(ops) if isinstance(op, Put)] + [
-        i for i, op in enumerate(ops) if isinstance(op, Update)
-    ]
+    # PynamoDB sends deletes, then puts, then updates; remember where each op lands to map reasons back.
+    order = [i for kind in (Delete, Put, Update) for i, op in enumerate(ops) if isinstance(op, kind)]
 
     def once() -> None:
         try:
@@ -198,6 +202,8 @@ def transact(ops: list[Put | Update]) -> None:
                 for op in ops:
                     if isinstance(op, Put):
                         tx.save(op.item, condition=op.condition, return_values="ALL_OLD")
+                    elif isinstance(op, Delete):
+                        tx.delete(op.item, condition=op.condition)
                     else:
                         tx.update(op.item, actions=op.actions, condition=op.condition, return_values="ALL_OLD")
         except TransactWriteError as e:

@@ -9,7 +9,7 @@ from ..auth import Principal
 from ..credits import wallets
 from ..credits.models import Membership, Wallet, plain
 from ..credits.spending import UNLIMITED
-from ..credits.store import Cancelled, Put, Update, transact, wallet_key
+from ..credits.store import Cancelled, Delete, Put, Update, transact, wallet_key
 from ..errors import Forbidden, InvalidRequest, InvalidState, NotFound, Unavailable
 
 KEEP = object()  # cycle_cap not given: leave it as it is
@@ -90,9 +90,11 @@ def remove_member(who: Principal, workspace_id: str, user_id: str, now: datetime
             raise Forbidden("Only the owner can change the owner.")
         raise InvalidState("The owner cannot leave: transfer ownership first.")
     try:
-        transact([Update(wallet_key(workspace_id), [Wallet.members[user_id].remove(), Wallet.room[user_id].remove()],
-                         Wallet.members[user_id].exists()),
-                  ])
+        # One transaction: a lost answer can't leave the person's membership row behind.
+        transact([Delete(Membership(f"user#{user_id}", f"ws#{workspace_id}")),
+                  Update(wallet_key(workspace_id), [Wallet.members[user_id].remove(), Wallet.room[user_id].remove()],
+                         Wallet.members[user_id].exists())])
     except Cancelled:
-        raise NotFound("No such member.") from None
-    Membership(f"user#{user_id}", f"ws#{workspace_id}").delete()
+        # They were a member a moment ago and are not now: removed by this request's own first
+        # send (its answer lost, then resent) or by another at the same time. Either way, done.
+        return
