@@ -59,7 +59,8 @@ def me():
 def create_workspace():
     who = http.principal(req())
     body = http.parse(req(), http.WorkspaceBody)
-    return http.json_response(api.create_workspace(who, body, clock.now()), 201)
+    key = (req().headers or {}).get("idempotency-key")
+    return http.json_response(api.create_workspace(who, body, key, clock.now()), 201)
 
 
 @app.route("/v1/workspaces/{ws}/subscription", methods=["GET"])

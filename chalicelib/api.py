@@ -9,7 +9,7 @@ from .auth import Principal
 from .catalog import catalog
 from .credits import ledger, rules, spending, wallets
 from .credits.actors import Actor
-from .errors import Forbidden, InvalidRequest, NotFound
+from .errors import Forbidden, IdempotencyConflict, InvalidRequest, NotFound
 
 
 def estimate(body: http.EstimateBody) -> dict:
@@ -30,11 +30,17 @@ def me(who: Principal, now: datetime) -> dict:
     }
 
 
-def create_workspace(who: Principal, body: http.WorkspaceBody, now: datetime) -> dict:
+def create_workspace(who: Principal, body: http.WorkspaceBody, header_key: str | None, now: datetime) -> dict:
     if who.is_service:
         raise Forbidden("A generation service cannot open workspaces.")
-    workspace_id = wallets.team_workspace_id()
-    wallets.open_workspace(workspace_id, body.name.strip() or "Team", "team", who.user_id, now)
+    key = _key(header_key, body.idempotency_key) if header_key or body.idempotency_key else None
+    name = body.name.strip() or "Team"
+    workspace_id = wallets.team_workspace_id(who.user_id, key)
+    if not wallets.open_workspace(workspace_id, name, "team", who.user_id, now):
+        # Only a keyed request finds its id taken: this request again, or its key reused.
+        existing = wallets.load(workspace_id, now)
+        if existing.name != name:
+            raise IdempotencyConflict()
     return wallets.view(wallets.load(workspace_id, now))
 
 

@@ -30,6 +30,7 @@ class CaptureBody(Body):
 
 class WorkspaceBody(Body):
     name: StrictStr = Field(min_length=1, max_length=100)
+    idempotency_key: StrictStr | None = None
 
 
 class PlanBody(Body):

@@ -240,7 +240,7 @@ $("workspace").addEventListener("change", showWorkspace);
 
 $("new-team-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const view = await attempt(() => call("POST", "/v1/workspaces", { name: $("team-name").value.trim() }));
+  const view = await attempt(() => call("POST", "/v1/workspaces", { name: $("team-name").value.trim() }, { "Idempotency-Key": newKey() }));
   if (!view) return;
   const me = await attempt(() => call("GET", "/v1/me"));
   if (!me) return;

@@ -24,8 +24,12 @@ def personal_workspace_id(user_id: str) -> str:
     return "ws_p" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
 
 
-def team_workspace_id() -> str:
-    return "ws_t" + rules.new_ulid(datetime.now(timezone.utc)).lower()
+def team_workspace_id(user_id: str, key: str | None = None) -> str:
+    """A new id; with an idempotency key, the same id for the same person and key, so a resent
+    request finds the workspace its first send opened instead of opening another."""
+    if key is None:
+        return "ws_t" + rules.new_ulid(datetime.now(timezone.utc)).lower()
+    return "ws_t" + hashlib.sha256(f"{user_id}\n{key}".encode()).hexdigest()[:26]
 
 
 def _shard(workspace_id: str) -> str:
