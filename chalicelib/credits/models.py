@@ -162,6 +162,9 @@ class TopupRecord(_Base):
 MODELS = (Wallet, Entry, Membership, TopupRecord)
 
 
+CONNECT_TIMEOUT, READ_TIMEOUT = 2, 3  # seconds; DynamoDB answers in milliseconds
+
+
 def bind(settings: config.Settings | None = None) -> None:
     """Point every model at the configured table and endpoint (PynamoDB reads Meta lazily per
     connection, so resetting `_connection` is enough)."""
@@ -172,10 +175,15 @@ def bind(settings: config.Settings | None = None) -> None:
         for sub in cls.__subclasses__():
             yield from every(sub)
 
+    # Against DynamoDB itself, fail a stuck request fast and let the retries work (botocore's 4
+    # attempts, then store.py's budget): PynamoDB's defaults, 15 s and 30 s, outlast the Lambda.
+    # The embedded store may pause for a snapshot, so it keeps them.
+    timeouts = (CONNECT_TIMEOUT, READ_TIMEOUT) if s.dynamodb_endpoint is None else (15, 30)
     for model in set(every(_Base)):  # billing's stand-in keeps its records here too
         model.Meta.table_name = s.table_name
         model.Meta.region = s.region
         model.Meta.host = s.dynamodb_endpoint
+        model.Meta.connect_timeout_seconds, model.Meta.read_timeout_seconds = timeouts
         model._connection = None
     for index in (Wallet.by_seq, Wallet.by_renewal, Entry.by_seq):
         index._connection = None
