@@ -124,6 +124,12 @@ def play(shape: str, client, counter, user: str) -> list[tuple[str, int, int, di
             up + timedelta(seconds=2))
     measure("customer.subscription.updated (stale)", "customer.subscription.updated",
             st.subscription(ws, sub, creator, ts(p2[0]), ts(p2[1])), up + timedelta(minutes=1), created=p2[0])
+    # A downgrade scheduled in the portal, then withdrawn there.
+    phases = [(ts(p2[0]), ts(p2[1]), pro), (ts(p2[1]), None, creator)]
+    measure("subscription_schedule.created (downgrade)", "subscription_schedule.created",
+            st.schedule(sub, phases), up + timedelta(minutes=2))
+    measure("subscription_schedule.released", "subscription_schedule.released",
+            st.schedule(sub, phases, status="released"), up + timedelta(minutes=3))
 
     # The second renewal, before the daily job ran: the webhook renews the cycle itself.
     at = p3[0] + timedelta(minutes=5)

@@ -101,6 +101,21 @@ class Stripe:
         inv["lines"] = {"object": "list", "data": [line], "has_more": False}
         return inv
 
+    def schedule(self, sub_id: str, phases: list[tuple[int, int | None, str]], status: str = "active",
+                 schedule_id: str = "sub_sched_1", expand_prices: bool = False) -> dict:
+        """A subscription schedule as Stripe sends it (no example in Stripe's fixtures here; the
+        fields are the API reference's, alike in both shapes): phases of (start, end, price)."""
+        current = next((p for p in phases if status == "active"), None)
+        return {
+            "id": schedule_id, "object": "subscription_schedule", "status": status, "subscription": sub_id,
+            "customer": "cus_test", "end_behavior": "release", "metadata": {},
+            "released_subscription": sub_id if status == "released" else None,
+            "current_phase": {"start_date": current[0], "end_date": current[1]} if current else None,
+            "phases": [{"start_date": start, "end_date": end, "proration_behavior": "none",
+                        "items": [{"price": {"id": price, "object": "price"} if expand_prices else price,
+                                   "quantity": 1}]} for start, end, price in phases],
+        }
+
     def refunded_charge(self, payment_intent: str, amount: int, refunded: int, charge_id: str = "ch_1") -> dict:
         c = _load(self.shape, "charge")
         c.update(id=charge_id, payment_intent=payment_intent, amount=amount, amount_refunded=refunded,

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from ..catalog import Pack, catalog
-from ..credits import plans, topups
+from ..credits import plans, rules, topups
 from . import payloads
 
 Handler = Callable[[dict, datetime], str]
@@ -73,6 +73,21 @@ def apply_subscription(obj: dict, now: datetime, seen: str | None = None, delete
     return plans.follow(f.workspace_id, sub, now)
 
 
+def schedule_changed(event: dict, now: datetime) -> str:
+    """A schedule's next phase is the subscription's pending change (a downgrade at period end,
+    made in the portal or through the API); released, cancelled or completed, there is none."""
+    f = payloads.schedule(event["data"]["object"])
+    if not f.subscription_id:
+        return "ignored: no subscription"
+    change = None
+    if f.status in ("not_started", "active"):
+        found = rules.scheduled_change(f.phases, f.current_start, int(now.timestamp()))
+        plan = _plan_of(found[0]) if found else None
+        change = (plan[0], plan[1], found[1]) if plan else None
+    return plans.follow_schedule(f.subscription_id, change,
+                                 f"{int(event.get('created') or 0):012d}:{event.get('id', '')}", now)
+
+
 def invoice_paid(event: dict, now: datetime) -> str:
     f = payloads.invoice(event["data"]["object"])
     plan = _plan_of(f.price_id)
@@ -112,6 +127,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": subscription_changed,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
+    **{f"subscription_schedule.{kind}": schedule_changed
+       for kind in ("created", "updated", "released", "canceled", "completed", "aborted")},
     "invoice.paid": invoice_paid,
     "invoice.payment_failed": invoice_payment_failed,
     "charge.refunded": charge_refunded,

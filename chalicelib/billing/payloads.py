@@ -170,3 +170,25 @@ def dispute(d: dict) -> ReversalFacts:
     amount = int(_get(charge, "amount") or d.get("amount") or 0) if isinstance(charge, dict) else int(d.get("amount") or 0)
     return ReversalFacts(_id(d.get("payment_intent")) or _id(_get(charge, "payment_intent")), amount,
                          int(d.get("amount") or 0), d["id"])
+
+
+@dataclass(frozen=True)
+class ScheduleFacts:
+    id: str
+    subscription_id: str | None
+    status: str  # not_started | active | completed | released | canceled
+    phases: list[tuple[int, int | None, str | None]]  # (start, end, price of its first item)
+    current_start: int | None
+
+
+def schedule(s: dict) -> ScheduleFacts:
+    """A subscription schedule (the same in both API shapes): how a portal or API downgrade at
+    period end reaches us."""
+    phases = []
+    for phase in s.get("phases") or []:
+        items = phase.get("items") or []
+        price = _id(items[0].get("price")) if items and isinstance(items[0], dict) else None
+        phases.append((int(phase.get("start_date") or 0), phase.get("end_date"), price))
+    return ScheduleFacts(id=s["id"], subscription_id=_id(s.get("subscription")) or s.get("released_subscription"),
+                         status=s.get("status") or "active", phases=phases,
+                         current_start=_get(s, "current_phase", "start_date"))

@@ -105,11 +105,11 @@ def change(who: Principal, workspace_id: str, plan_id: str, interval: str, now: 
     if (plan.id, interval) == current:
         if w.pending is not None:
             gateway().schedule_price(w.sub_id, None)
-            transact([Update(wallet_key(workspace_id), [Wallet.pending.remove()], Wallet.sub_id == w.sub_id)])
+            _set_pending(workspace_id, w.sub_id, None, now)
     elif _is_upgrade(current, (plan.id, interval)):
         if w.pending is not None:
             gateway().schedule_price(w.sub_id, None)
-            transact([Update(wallet_key(workspace_id), [Wallet.pending.remove()], Wallet.sub_id == w.sub_id)])
+            _set_pending(workspace_id, w.sub_id, None, now)
         # No fixed Stripe key: asking again for the price it has is a no-op at Stripe, while a fixed
         # key would replay a stale answer for 24 hours (the same upgrade after a downgrade).
         sub = gateway().update_subscription(w.sub_id, price_id=price.price_id)
@@ -117,9 +117,15 @@ def change(who: Principal, workspace_id: str, plan_id: str, interval: str, now: 
     else:
         gateway().schedule_price(w.sub_id, price.price_id)  # creates a schedule only if there is none
         effective = int(w.ends_at or 0) or _period_end(w)
-        transact([Update(wallet_key(workspace_id), [Wallet.pending.set(
-            {"plan": plan.id, "interval": interval, "effective_at": effective})], Wallet.sub_id == w.sub_id)])
+        _set_pending(workspace_id, w.sub_id, {"plan": plan.id, "interval": interval, "effective_at": effective}, now)
     return wallets.view(wallets.load(workspace_id, now))
+
+
+def _set_pending(workspace_id: str, sub_id: str, pending: dict | None, now: datetime) -> None:
+    # Seen now: a schedule event Stripe made before this change, delivered late, cannot undo it.
+    actions = [Wallet.pending.set(pending) if pending else Wallet.pending.remove(),
+               Wallet.schedule_seen.set(f"{int(now.timestamp()):012d}:")]
+    transact([Update(wallet_key(workspace_id), actions, Wallet.sub_id == sub_id)])
 
 
 def _period_end(w: Wallet) -> int:

@@ -97,6 +97,18 @@ def _subscription_obj(sub: dict) -> dict:
     }
 
 
+def _schedule_obj(sub: dict) -> dict:
+    later = sub.get("scheduled_price")
+    phases = [{"start_date": sub["period_start"], "end_date": sub["period_end"],
+               "items": [{"price": sub["price_id"], "quantity": 1}]}]
+    if later:
+        phases.append({"start_date": sub["period_end"], "end_date": None, "items": [{"price": later, "quantity": 1}]})
+    return {"id": f"sub_sched_{sub['id'][4:]}", "object": "subscription_schedule", "subscription": sub["id"],
+            "customer": sub["customer"], "status": "active" if later else "released", "end_behavior": "release",
+            "current_phase": {"start_date": sub["period_start"], "end_date": sub["period_end"]} if later else None,
+            "phases": phases, "metadata": {}}
+
+
 def _invoice_obj(sub: dict, reason: str) -> dict:
     inv_id = _id("in")
     return {
@@ -149,9 +161,14 @@ class StandIn:
         return obj
 
     def schedule_price(self, sub_id: str, price_id: str | None, key: str = "") -> None:
+        """A change at period end, as a Stripe subscription schedule (and its events)."""
         sub = _load(sub_id)
+        had = sub.get("scheduled_price")
         sub["scheduled_price"] = price_id
         _save(sub_id, sub)
+        if price_id or had:
+            deliver(_event("subscription_schedule.updated" if price_id else "subscription_schedule.released",
+                           _schedule_obj(sub)))
 
     def cancel_now(self, sub_id: str, key: str = "") -> dict:
         sub = _load(sub_id)
@@ -268,6 +285,16 @@ def portal_page(customer: str) -> str:
     actions = [("resume", "Resume the subscription")] if sub["cancel_at_period_end"] else [
         ("cancel_period_end", f"Cancel at the end of the period ({ends})"),
         ("cancel_now", "Cancel now (unused time refunded pro rata)")]
+    # Stripe's portal schedules a switch at period end (a subscription schedule).
+    from ..credits.store import get_wallet
+
+    kind = get_wallet(sub["workspace_id"]).kind
+    if sub.get("scheduled_price"):
+        actions.append(("keep", "Keep the current plan (withdraw the scheduled switch)"))
+    else:
+        actions += [(f"switch-{price.price_id}", f"Switch to {plan.name} ({interval}ly) at the end of the period")
+                    for plan in sorted(catalog().plans.values(), key=lambda p: p.rank) if plan.allows(kind) and plan.prices
+                    for interval, price in plan.prices.items() if price.price_id != sub["price_id"]]
     # So a frontend can show Past due without a real declined card.
     actions.append(("pay_overdue", "Pay the overdue invoice") if sub["status"] == "past_due"
                    else ("fail_payment", "Decline the card (the subscription becomes past due)"))
@@ -285,6 +312,8 @@ def portal_action(customer: str, action: str) -> None:
         StandIn().cancel_now(sub["id"])
     elif action in ("cancel_period_end", "resume"):
         StandIn().update_subscription(sub["id"], cancel_at_period_end=action == "cancel_period_end")
+    elif action.startswith("switch-") or action == "keep":
+        StandIn().schedule_price(sub["id"], action.removeprefix("switch-") if action != "keep" else None)
     elif action in ("fail_payment", "pay_overdue"):
         sub["status"] = "past_due" if action == "fail_payment" else "active"
         _save(sub["id"], sub)

@@ -94,6 +94,7 @@ class Wallet(_Base):
     subs_ended = UnicodeSetAttribute(null=True)  # every subscription that ended (Stripe never restarts one)
     ends_at = NumberAttribute(null=True)  # cancelled at period end: when it returns to free
     pending = MapAttribute(null=True)  # a scheduled downgrade: {plan, interval, effective_at}
+    schedule_seen = UnicodeAttribute(null=True)  # newest schedule state applied: "created:event"
     renew_shard = UnicodeAttribute(null=True)
     renews_at = NumberAttribute(null=True)
 
@@ -159,7 +160,17 @@ class TopupRecord(_Base):
     reversed = NumberAttribute(default=0)  # the most money reported refunded or disputed
 
 
-MODELS = (Wallet, Entry, Membership, TopupRecord)
+class SubscriptionLink(_Base):
+    """pk = sub#<subscription>, sk = "link": the workspace a Stripe subscription bills. Events
+    about a subscription's schedule (a downgrade made in the portal) name only the subscription."""
+
+    class Meta(_Base.Meta):
+        pass
+
+    workspace_id = UnicodeAttribute()
+
+
+MODELS = (Wallet, Entry, Membership, TopupRecord, SubscriptionLink)
 
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 2, 3  # seconds; DynamoDB answers in milliseconds

@@ -10,8 +10,8 @@ from ..catalog import catalog
 from ..errors import InvalidRequest, Unavailable
 from . import rules
 from .actors import SYSTEM_ACTOR, Actor
-from .models import Entry, Wallet, plain
-from .store import Cancelled, Put, Update, transact, wallet_key
+from .models import Entry, SubscriptionLink, Wallet, plain
+from .store import Cancelled, Put, Update, get_link, transact, wallet_key
 from .wallets import _cycle_ref, _shard, caps_for_new_cycle, credits_for_cycle, cycle_key, load
 
 ATTEMPTS = 5
@@ -73,6 +73,8 @@ def start_plan(workspace_id: str, plan_id: str, interval: str | None, start: dat
             Wallet.renews_at.set(int(first_end.timestamp())),
             *[Wallet.holds[hid]["e"].set(1) for hid in w.open_holds()],
         ]
+        if sub_id:  # so a schedule's events, which name only the subscription, find the wallet
+            ops.append(Put(SubscriptionLink(f"sub#{sub_id}", "link", workspace_id=workspace_id)))
         try:
             transact([*ops, Update(wallet_key(workspace_id), actions, _pinned(w))])
             return True
@@ -256,6 +258,26 @@ def pay(workspace_id: str, sub: Subscription, now: datetime, may_start: bool = T
     # invoice grants the plan it paid for; the upgrade's credits come with the next cycle).
     unchanged = w if w.sub_id == sub.id and w.plan_id != "free" and not switched else None
     return mark_paid(workspace_id, sub.period_end, now, plan_id=sub.plan_id, grant=may_start, wallet=unchanged)
+
+
+def follow_schedule(sub_id: str, change: tuple[str, str, int] | None, seen: str, now: datetime) -> str:
+    """The pending change of a subscription, as its schedule says (plan, interval, effective at),
+    or none. Schedule states apply in the order Stripe made them (`seen`), whatever the order of
+    delivery; a change made through the API counts as seen when it was made."""
+    link = get_link(sub_id)
+    if link is None:
+        return "ignored: not a subscription of ours"
+    pending = {"plan": change[0], "interval": change[1], "effective_at": change[2]} if change else None
+    actions = [Wallet.pending.set(pending) if pending else Wallet.pending.remove(), Wallet.schedule_seen.set(seen)]
+    newer = Wallet.schedule_seen.does_not_exist() | (Wallet.schedule_seen < seen)
+    try:
+        transact([Update(wallet_key(link.workspace_id), actions, (Wallet.sub_id == sub_id) & newer)])
+    except Cancelled as c:
+        w = Wallet.from_raw_data(c.failed[0]) if c.failed.get(0) else None
+        if w is None:
+            return "ignored: no such workspace"
+        return "ignored: not the current subscription" if w.sub_id != sub_id else "ignored: older than what is applied"
+    return f"pending {change[0]} {change[1]}" if change else "no pending change"
 
 
 def payment_failed(workspace_id: str, sub_id: str, period_end: datetime, now: datetime) -> str:

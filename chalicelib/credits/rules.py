@@ -211,3 +211,20 @@ def balances_newest_first(current: Balance, entries: Iterable[Mapping[str, int]]
         out.append(balance)
         balance = balance.minus(e["plan_delta"], e["topup_delta"], e["held_delta"])
     return out
+
+
+def scheduled_change(phases: list[tuple[int, int | None, str | None]], current_start: int | None,
+                     now: int) -> tuple[str, int] | None:
+    """What a Stripe subscription schedule changes next: the price of the phase after the current
+    one and when it starts, if that price differs; None if nothing changes. `phases` are
+    (start, end, price); the current phase is the one starting at `current_start` (the schedule's
+    own word for it), else the one running at `now`."""
+    ordered = sorted(phases, key=lambda p: p[0])
+    current = next((p for p in ordered if p[0] == current_start), None) if current_start is not None else None
+    current = current or next((p for p in ordered if p[0] <= now and (p[1] is None or now < p[1])), None)
+    if current is None or current[1] is None:
+        return None
+    following = next((p for p in ordered if p[0] >= current[1]), None)
+    if following is None or following[2] is None or following[2] == current[2]:
+        return None
+    return following[2], following[0]

@@ -40,7 +40,7 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteEr
 from pynamodb.transactions import TransactWrite
 
 from ..errors import NotFound, Unavailable
-from .models import WALLET_SK, Entry, Membership, Wallet
+from .models import WALLET_SK, Entry, Membership, SubscriptionLink, Wallet
 
 T = TypeVar("T")
 
@@ -69,7 +69,7 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("store_
 
 @dataclass
 class Put:
-    item: Entry | Membership | Wallet
+    item: Entry | Membership | Wallet | SubscriptionLink
     condition: Any = None
 
 
@@ -234,6 +234,14 @@ def get_wallet(workspace_id: str) -> Wallet:
 def get_entry(workspace_id: str, sk: str) -> Entry:
     """One ledger entry by its key (raises DoesNotExist)."""
     return read(lambda: Entry.get(workspace_id, sk, consistent_read=True))
+
+
+def get_link(sub_id: str) -> SubscriptionLink | None:
+    """The workspace a Stripe subscription bills, if it is one of ours."""
+    try:
+        return read(lambda: SubscriptionLink.get(f"sub#{sub_id}", "link", consistent_read=True))
+    except DoesNotExist:
+        return None
 
 
 def wallet_key(workspace_id: str) -> Wallet:

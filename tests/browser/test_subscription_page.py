@@ -381,3 +381,14 @@ def test_back_from_checkout_before_the_webhook_the_tab_catches_up(page, site):
     assert site.session("wes").post(checkout + "/pay", allow_redirects=False).status_code == 303  # the webhook lands
     expect(page.locator("#available")).to_have_text("1,050")
     expect(page.locator("#ledger-rows tr")).to_have_count(2)
+
+
+def test_a_switch_scheduled_in_the_portal_shows_as_pending_on_the_tab(page):
+    sign_in(page, "pia")
+    subscribe(page, "pro")
+    renews_on = page.locator("#renews-on time").get_attribute("datetime")
+    page.get_by_role("button", name="Manage payments").click()
+    page.get_by_role("button", name="Switch to Creator (monthly) at the end of the period").click()
+    page.get_by_role("link", name="Return to the studio").click()
+    expect(page.locator("#pending")).to_have_text(f"Creator (monthly) from {long_date(renews_on)}")
+    expect(page.locator("#plan-name")).to_have_text("Pro (monthly)")

@@ -108,3 +108,24 @@ def test_billing_routes_are_for_owners_and_admins(api):
     assert r.status_code == 400
     r = api.post(f"/v1/workspaces/{ws}/subscription/cancel", "alice", {"when": "now"})
     assert (r.status_code, r.json["error"]["code"]) == (409, "invalid_state")
+
+
+def test_a_switch_scheduled_in_the_portal_is_the_same_pending_change_as_through_the_api(api):
+    ws = api.workspace("alice")
+    pay(api, "alice", ws, "checkout/subscription", {"plan": "pro", "interval": "month"})
+    customer = api.post(f"/v1/workspaces/{ws}/portal", "alice").json["portal_url"].rsplit("/", 1)[1]
+    page = api.client.http.get(f"/standin/portal/{customer}")
+    assert b"Switch to Creator (monthly) at the end of the period" in page.body
+    assert b"Switch to Team" not in page.body  # a personal workspace's portal offers personal plans
+    done = api.client.http.post(f"/standin/portal/{customer}/switch-price_creator_month", body="")
+    assert done.status_code == 303
+    v = view(api, ws)
+    assert (v["plan"]["id"], v["pending_change"]) == ("pro", {"plan": "creator", "interval": "month",
+                                                              "effective_on": v["renews_on"]})
+    assert api.client.http.post(f"/standin/portal/{customer}/keep", body="").status_code == 303
+    assert view(api, ws)["pending_change"] is None
+    # Through the API, then withdrawn in the portal: the same states.
+    v = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "creator", "interval": "year"}).json
+    assert v["pending_change"]["plan"] == "creator" and v["pending_change"]["interval"] == "year"
+    assert api.client.http.post(f"/standin/portal/{customer}/keep", body="").status_code == 303
+    assert view(api, ws)["pending_change"] is None

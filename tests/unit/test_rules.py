@@ -346,3 +346,28 @@ def test_balances_newest_first_empty():
 
 def test_balance_as_dict():
     assert Balance(20, 70, 40).as_dict() == {"available": 90, "plan": 20, "topup": 70, "held": 40}
+
+
+# --- scheduled_change: a subscription schedule's next phase ------------------------------------
+
+JAN, FEB, MAR = 1_800_000_000, 1_802_419_200, 1_804_838_400  # three phase boundaries
+
+
+def test_the_next_phase_with_another_price_is_the_change():
+    phases = [(JAN, FEB, "price_pro_month"), (FEB, None, "price_creator_month")]
+    assert rules.scheduled_change(phases, JAN, JAN + 5) == ("price_creator_month", FEB)
+    # Without the schedule's current_phase, the phase running now is the current one.
+    assert rules.scheduled_change(list(reversed(phases)), None, JAN + 5) == ("price_creator_month", FEB)
+
+
+def test_no_change_when_the_next_phase_keeps_the_price_or_there_is_none():
+    assert rules.scheduled_change([(JAN, FEB, "p"), (FEB, MAR, "p")], JAN, JAN) is None
+    assert rules.scheduled_change([(JAN, FEB, "p")], JAN, JAN) is None
+    assert rules.scheduled_change([(JAN, None, "p")], JAN, JAN) is None  # an open last phase
+    assert rules.scheduled_change([(FEB, MAR, "p"), (MAR, None, "q")], None, JAN) is None  # not started
+
+
+def test_the_phase_after_the_current_one_counts_not_the_last():
+    phases = [(JAN, FEB, "a"), (FEB, MAR, "b"), (MAR, None, "c")]
+    assert rules.scheduled_change(phases, FEB, FEB + 1) == ("c", MAR)
+    assert rules.scheduled_change(phases, JAN, FEB - 1) == ("b", FEB)
