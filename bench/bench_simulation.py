@@ -59,6 +59,7 @@ def operations(sim, rng: random.Random) -> list[tuple[str, int, object]]:
         ("subscribe", 2, lambda: sim.subscribe(ws(), rng.randrange(2), shape())),
         ("cancel", 1, lambda: sim.cancel(ws(), rng.random() < 0.5)),
         ("deliver", 8, lambda: sim.deliver(pick())),
+        ("deliver_all", 2, lambda: sim.deliver_all(rng.randrange(8))),
         ("redeliver", 3, lambda: sim.deliver(pick(), again=True)),
         ("advance", 4, lambda: sim.advance(rng.randrange(len(ADVANCES)))),
         ("renewal_job", 1, lambda: sim.renewal_job()),

@@ -14,6 +14,7 @@ the model, which applies every request once, must agree.
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -317,6 +318,17 @@ class Sim:
         self.ops["redeliver" if again else "deliver"] += 1
         self.tick()
         self._deliver(pool[i % len(pool)])
+
+    def deliver_all(self, order: int) -> None:
+        """Stripe catches up: every pending event, in an order drawn from `order`."""
+        pool = self.pending()
+        if not pool:
+            return
+        self.ops["deliver_all"] += 1
+        self.tick()
+        random.Random(order).shuffle(pool)
+        for e in pool:
+            self._deliver(e)
 
     def _deliver(self, e: Event) -> None:
         raw = json.dumps(e.payload).encode()

@@ -16,7 +16,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, invariant, precondition, rule
 
 from chalicelib import clock, config
 from tests.faults.injector import KINDS, Faults
@@ -37,6 +37,7 @@ class Simulation(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.sim.reset()
+        self.caps_set = 0
 
     @rule(w=WS, action=st.integers(0, len(ACTIONS) - 1), user=st.integers(0, 1), via_service=st.booleans())
     def charge(self, w, action, user, via_service):
@@ -83,6 +84,10 @@ class Simulation(RuleBasedStateMachine):
     def deliver(self, i):
         self.sim.deliver(i)
 
+    @rule(order=st.integers(0, 7))
+    def deliver_all(self, order):
+        self.sim.deliver_all(order)
+
     @rule(i=PICK)
     def deliver_again(self, i):
         self.sim.deliver(i, again=True)
@@ -93,8 +98,10 @@ class Simulation(RuleBasedStateMachine):
         if then_renewal_job:
             self.sim.renewal_job()
 
+    @precondition(lambda self: self.caps_set < 4)  # owners set caps now and then, not every step
     @rule(cap=st.sampled_from([None, 0, 30, 200]))
     def cap_member(self, cap):
+        self.caps_set += 1
         self.sim.set_cap(cap)
 
     @rule(w=WS)
