@@ -23,6 +23,13 @@ def ended(w: Wallet, sub_id: str) -> bool:
     return sub_id == w.sub_ended or sub_id in (w.subs_ended or set())
 
 
+def superseded(w: Wallet, sub: "Subscription") -> bool:
+    """Another subscription is current and this one's period began before it did: a workspace has
+    one subscription at a time, so this is an older one, ended, whose events Stripe delivers
+    late (its deletion maybe not yet). They change nothing: the current plan stays."""
+    return w.sub_id not in (None, sub.id) and int(sub.period_start.timestamp()) < int(w.anchor)
+
+
 def _pinned(w: Wallet):
     return (Wallet.last == w.last) & (Wallet.plan == int(w.plan)) & (Wallet.cycle_start == int(w.cycle_start))
 
@@ -167,6 +174,8 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
             return "ended: back to free"
         if sub.status == "incomplete":
             return "ignored: not paid yet"
+        if superseded(w, sub):
+            return "ignored: an older subscription than the current one"
         if w.sub_id != sub.id or w.plan_id == "free":
             # The plan starts and takes the rest of this state in the same write.
             state = [*([Wallet.sub_seen.set(sub.seen)] if sub.seen else []),
@@ -239,7 +248,7 @@ def pay(workspace_id: str, sub: Subscription, now: datetime, may_start: bool = T
     wallet has not yet (invoices may come first), then mark the period paid."""
     w = load(workspace_id, now)
     switched = False
-    if ended(w, sub.id):
+    if ended(w, sub.id) or superseded(w, sub):
         return 0
     if w.sub_id != sub.id or w.plan_id == "free":
         switched = True

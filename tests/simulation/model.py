@@ -97,7 +97,7 @@ class WalletModel:
     paid_until: int | None = None
     sub_id: str | None = None
     sub_seen: str | None = None
-    sub_ended: str | None = None
+    subs_ended: set = field(default_factory=set)
     granted: set = field(default_factory=set)  # (epoch, cycle start) granted: the ledger's keys
     grants: Counter = field(default_factory=Counter)  # (plan, cycle start iso) -> grants expected
     sessions: set = field(default_factory=set)  # checkout sessions credited
@@ -259,23 +259,29 @@ class WalletModel:
     def subscription_event(self, sub: "Sub", seen: str, period_start: datetime, deleted: bool,
                            ended_at: datetime | None, now: datetime) -> None:
         self.upkeep(now)
-        if sub.id == self.sub_ended:
+        if sub.id in self.subs_ended:
             return
         if self.sub_id == sub.id and self.sub_seen and seen <= self.sub_seen:
             return
         if deleted:
+            self.subs_ended.add(sub.id)  # a subscription that ended stays ended
             if self.sub_id not in (None, sub.id):
                 return
             self.start_plan("free", ended_at, ended_at, now, None)
-            self.sub_ended = sub.id
+            return
+        if self.superseded(sub, period_start):
             return
         if self.sub_id != sub.id or self.plan_id == "free":
             self.start_plan(sub.plan, sub.anchor, period_start, now, sub.id)
         self.sub_seen = seen
 
+    def superseded(self, sub: "Sub", period_start: datetime) -> bool:
+        """An event of an older subscription than the current one (one at a time: it ended)."""
+        return self.sub_id not in (None, sub.id) and ts(period_start) < ts(self.anchor)
+
     def invoice_paid(self, sub: "Sub", period_start: datetime, period_end: datetime, now: datetime) -> None:
         self.upkeep(now)
-        if sub.id == self.sub_ended:
+        if sub.id in self.subs_ended or self.superseded(sub, period_start):
             return
         if self.sub_id != sub.id or self.plan_id == "free":
             self.start_plan(sub.plan, sub.anchor, period_start, now, sub.id)

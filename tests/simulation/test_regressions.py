@@ -72,3 +72,23 @@ def test_a_subscription_deleted_while_another_is_current_stays_ended(sim):
     sim.check()
     view = sim.call("GET", f"/v1/workspaces/{sim.workspaces[0].ws}/subscription", "alice").body
     assert (view["plan"]["id"], view["balance"]["plan"]) == ("pro", 2000)
+
+
+def test_an_older_subscriptions_first_deliveries_after_a_newer_one_started_change_nothing(sim):
+    """Creator subscribed and cancelled at once; Stripe could not deliver any of its events until
+    pro had started. Creator's created event then switched the workspace from pro to creator
+    (pro's 2000 credits expired), its invoice granted creator's 500, and its deletion left the
+    workspace on free while pro was paid for."""
+    sim.subscribe(0, 0, "new")
+    creator = sim.subs[0].id
+    sim.cancel(0, at_period_end=False)
+    late = [e for e in sim.pending() if e.subscription == creator]
+    for e in late:
+        e.applied = True  # held back by Stripe
+    sim.subscribe(0, 1, "new")
+    deliver_all(sim)
+    for e in late:
+        e.applied = False
+    deliver_all(sim)
+    view = sim.call("GET", f"/v1/workspaces/{sim.workspaces[0].ws}/subscription", "alice").body
+    assert (view["plan"]["id"], view["balance"]["plan"]) == ("pro", 2000)
