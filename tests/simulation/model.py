@@ -284,7 +284,10 @@ class WalletModel:
         if sub.id in self.subs_ended or self.superseded(sub, period_start):
             return
         if self.sub_id != sub.id or self.plan_id == "free":
+            # The plan starts from the invoice's period, which may be over by now (a late
+            # delivery): then it renews before the payment is recorded, and grants nothing.
             self.start_plan(sub.plan, sub.anchor, period_start, now, sub.id)
+            self.upkeep(now)
         until = ts(period_end)
         start, end = self.cycle()
         if self.paid_until and self.paid_until >= max(until, ts(end)):
