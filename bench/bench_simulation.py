@@ -42,9 +42,9 @@ def operations(sim, rng: random.Random) -> list[tuple[str, int, object]]:
     from tests.simulation.model import ACTIONS
     from tests.simulation.sim import ADVANCES, TTLS
 
-    ws = lambda: rng.randrange(3)  # noqa: E731
-    pick = lambda: rng.randrange(64)  # noqa: E731
-    shape = lambda: rng.choice(["new", "old"])  # noqa: E731
+    ws = lambda: rng.randrange(3)
+    pick = lambda: rng.randrange(64)
+    shape = lambda: rng.choice(["new", "old"])
     return [
         ("charge", 12, lambda: sim.spend("charge", ws(), rng.randrange(len(ACTIONS)), rng.randrange(2),
                                          rng.random() < 0.5)),

@@ -256,7 +256,7 @@ class WalletModel:
         if plan_id == "free":
             self._grant(self.epoch, *self.cycle(), CREDITS["free"])
 
-    def subscription_event(self, sub: "Sub", seen: str, period_start: datetime, deleted: bool,
+    def subscription_event(self, sub: Sub, seen: str, period_start: datetime, deleted: bool,
                            ended_at: datetime | None, now: datetime) -> None:
         self.upkeep(now)
         if sub.id in self.subs_ended:
@@ -275,11 +275,11 @@ class WalletModel:
             self.start_plan(sub.plan, sub.anchor, period_start, now, sub.id)
         self.sub_seen = seen
 
-    def superseded(self, sub: "Sub", period_start: datetime) -> bool:
+    def superseded(self, sub: Sub, period_start: datetime) -> bool:
         """An event of an older subscription than the current one (one at a time: it ended)."""
         return self.sub_id not in (None, sub.id) and ts(period_start) < ts(self.anchor)
 
-    def invoice_paid(self, sub: "Sub", period_start: datetime, period_end: datetime, now: datetime) -> None:
+    def invoice_paid(self, sub: Sub, period_start: datetime, period_end: datetime, now: datetime) -> None:
         self.upkeep(now)
         if sub.id in self.subs_ended or self.superseded(sub, period_start):
             return

@@ -10,6 +10,25 @@ Operations answer as the service answers; a 5xx under injected faults is allowed
 Idempotency-Key; Stripe redelivers the same event) until it gets an answer. That answer must be
 the first answer, if the first attempt applied, or a fresh correct one if it did not: either way
 the model, which applies every request once, must agree.
+
+Operations: charge and hold (random service and options, by the person or by a generation service
+on their behalf; 402s expected when the buckets or a member's cap cannot cover it), capture (a
+quarter to all of a hold, or more than held: 400) and release of any earlier hold (open, settled
+or expired: replay or 409), a client's retry of an earlier charge or hold (the first answer,
+exactly), the same key with another body (409), top-up checkouts (paid at once or by a delayed
+method) and refunds of them, monthly subscriptions created, renewed each period, cancelled now or
+at period end, Stripe delivering any pending event, all of them in a random order, or one already
+delivered again (a duplicate, maybe days later), the clock moving on (holds expire, cycles end),
+the renewal job, balance reads, a member's cap, and bursts of DynamoDB faults of every kind.
+
+Stripe's order is random, with one limit: before a subscription's period ends, Stripe has
+delivered what it sent about that subscription (at the end it starts the next period). An old
+subscription's events may still be on their way when the next one starts.
+
+Invariants after every step: the audit (every wallet is the sum of its ledger, no bucket below
+zero, held = open holds) over one scan; each wallet's buckets, open holds, members' room, plan and
+cycle equal the model's; and, through the ledger route, its entries sum to the wallet, one top-up
+per checkout session, and grants exactly the model's (no cycle granted twice).
 """
 from __future__ import annotations
 
@@ -20,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from chalicelib import auth, clock, config
+from chalicelib import auth, clock
 from chalicelib.credits import ledger, models, renewal, rules, spending
 from chalicelib.credits.models import WALLET_SK, plain
 from chalicelib.credits.store import scan_all

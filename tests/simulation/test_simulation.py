@@ -1,13 +1,15 @@
-"""The simulation, as a hypothesis state machine: random operations on three workspaces, random
-DynamoDB faults, the invariants checked after every step (tests/simulation/sim.py says what each
-operation and check is). A failure shrinks to the shortest sequence of steps that still fails,
-printed as code, with the seed to run it again.
+"""The simulation, as a hypothesis state machine: random operations on three workspaces (two
+personal, one team of two), random DynamoDB faults, the invariants checked after every step
+(tests/simulation/sim.py says what each operation and check is, model.py what each wallet should
+hold). A failure shrinks to the shortest sequence of steps that still fails, printed as code, with
+the seed to run it again.
 
-    .venv/bin/python -m pytest -q tests/simulation                       # the default, about 30 s
-    SIM_EXAMPLES=300 SIM_STEPS=80 .venv/bin/python -m pytest -q tests/simulation   # longer
-    SIM_SEED=7 .venv/bin/python -m pytest -q tests/simulation             # another seed
+    .venv/bin/python -m pytest -q tests/simulation                        # 12 runs of 50 steps, ~25 s
+    SIM_EXAMPLES=200 SIM_STEPS=80 .venv/bin/python -m pytest -q tests/simulation  # longer
+    SIM_SEED=7 .venv/bin/python -m pytest -q tests/simulation              # another seed
 
 The default run is deterministic (a pinned seed, no example database): the same steps every time.
+Shrinking a long failing run can take minutes (every candidate replays its steps on moto).
 """
 from __future__ import annotations
 
