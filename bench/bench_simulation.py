@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import random
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def main() -> None:
             names, weights = [o[0] for o in ops], [o[1] for o in ops]
             calls = {name: call for name, _, call in ops}
             steps, run, started, setup, checking = 0, [], time.perf_counter(), 0.0, 0.0
+            chosen: Counter = Counter()  # steps by operation; some find nothing to do (no hold yet)
             try:
                 while steps < args.steps:
                     if steps % args.run_length == 0:
@@ -113,6 +115,7 @@ def main() -> None:
                         setup += time.perf_counter() - t
                         run = []
                     name = rng.choices(names, weights)[0]
+                    chosen[name] += 1
                     run.append(name)
                     calls[name]()
                     t = time.perf_counter()
@@ -132,9 +135,9 @@ def main() -> None:
           f"a fresh table every {args.run_length} steps, set-up not timed)")
     print(f"time in operations {elapsed - checking:.1f} s ({steps / (elapsed - checking):.1f} steps/s), "
           f"in checking invariants {checking:.1f} s")
-    print(f"\n{'operation':<14}{'runs':>7}")
+    print(f"\n{'operation':<14}{'steps':>7}{'did something':>15}")
     for name in names:
-        print(f"{name:<14}{sim.ops[name]:>7}")
+        print(f"{name:<14}{chosen[name]:>7}{sim.ops[name]:>15}")
     print(f"\n{'fault':<22}{'injected':>9}")
     for kind in KINDS:
         print(f"{kind:<22}{faults.injected[kind]:>9}")
