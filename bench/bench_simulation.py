@@ -11,10 +11,10 @@ probability R (default 0.05) with a fault drawn from every kind tests/faults/inj
 After every step the invariants are checked (audit, wallets against the model, the ledger route),
 as in the test; the figure includes them, and the time they took is shown apart. Every L steps
 (default 50) the table starts afresh with three new workspaces, as a hypothesis example does: moto
-copies a table on every transaction, so a growing table would measure moto. The operations are the same
-for the same seed; where the rate-drawn faults land can shift by a call or two between runs (entry
-ids carry random bits, so a write now and then takes one attempt more or less). A failure prints
-the seed and the steps since the last fresh table. Figures, never a pass/fail on time.
+copies a table on every transaction, so a growing table would measure moto. The operations are
+the same for the same seed; where the rate-drawn faults land can shift by a call or two between
+runs (entry ids carry random bits, so a write now and then takes one attempt more or less). A
+failure prints the seed and the steps since the last fresh table. Figures, never a pass/fail on time.
 """
 from __future__ import annotations
 
