@@ -21,8 +21,10 @@ run-fresh: $(STAMP)
 	$(BIN)/python -m devserver --fresh
 
 ## Install what the tests need and run them all.
+# Spread over the machine's cores (at most 4): each worker has its own in-process store, and its
+# own local server for the e2e and browser tests.
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 # Debian's Chromium, for the page's browser tests (tests/browser). Where it cannot be installed
 # (not Debian, not root) those tests skip, unless REQUIRE_BROWSER=1 (.ci/run) makes it a failure.
