@@ -52,6 +52,13 @@ def subscription_changed(event: dict, now: datetime) -> str:
                               deleted=event["type"] == "customer.subscription.deleted")
 
 
+def seen_now(now: datetime) -> str:
+    """When a change made through the API counts as seen, in the order of events' "created:id":
+    two API changes of the same second keep their order (microseconds), and an event Stripe made
+    in that second sorts after both (digits sort before "evt_")."""
+    return f"{int(now.timestamp()):012d}:{now.microsecond:06d}"
+
+
 def apply_subscription(obj: dict, now: datetime, seen: str | None = None, deleted: bool = False) -> str:
     """A subscription's state, from an event or from Stripe's answer to a change we asked for
     (then it counts as seen now, so older events arriving later cannot undo it)."""
@@ -60,7 +67,7 @@ def apply_subscription(obj: dict, now: datetime, seen: str | None = None, delete
     if not f.workspace_id or plan is None:
         return "ignored: no workspace or unknown price"
     if seen is None:
-        seen = f"{int(now.timestamp()):012d}:"
+        seen = seen_now(now)
     status = "canceled" if deleted else f.status
     ends = f.cancel_at or (f.period_end if f.cancel_at_period_end else None)
     sub = plans.Subscription(

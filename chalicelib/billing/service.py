@@ -124,7 +124,7 @@ def change(who: Principal, workspace_id: str, plan_id: str, interval: str, now: 
 def _set_pending(workspace_id: str, sub_id: str, pending: dict | None, now: datetime) -> None:
     # Seen now: a schedule event Stripe made before this change, delivered late, cannot undo it.
     actions = [Wallet.pending.set(pending) if pending else Wallet.pending.remove(),
-               Wallet.schedule_seen.set(f"{int(now.timestamp()):012d}:")]
+               Wallet.schedule_seen.set(events.seen_now(now))]
     transact([Update(wallet_key(workspace_id), actions, Wallet.sub_id == sub_id)])
 
 
