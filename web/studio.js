@@ -603,5 +603,7 @@ function drawChart(newestFirst) {
 
 // --- go ----------------------------------------------------------------------------------------
 
+$("dev-sign-in").hidden = !DEV_SIGN_IN; // deployed, people bring a token from the identity provider
+
 if (state.token) start();
 else signOut(false);

@@ -392,3 +392,18 @@ def test_a_switch_scheduled_in_the_portal_shows_as_pending_on_the_tab(page):
     page.get_by_role("link", name="Return to the studio").click()
     expect(page.locator("#pending")).to_have_text(f"Creator (monthly) from {long_date(renews_on)}")
     expect(page.locator("#plan-name")).to_have_text("Pro (monthly)")
+
+
+def test_deployed_the_page_takes_a_pasted_token_and_hides_the_dev_sign_in(page, site):
+    page.route("**/config.js", lambda route: route.fulfill(
+        content_type="text/javascript", body='window.STUDIO_CONFIG = { api: "", devSignIn: false };'))
+    page.goto("/")
+    expect(page.locator("#dev-sign-in")).to_be_hidden()
+    page.get_by_label("Token").fill(site.token("tara"))
+    page.get_by_role("button", name="Use this token").click()
+    expect(page.locator("#who-name")).to_have_text("Signed in as tara")
+    expect(page.locator("#available")).to_have_text("50")
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Token")).to_be_visible()
+    page.reload()  # signed out stays signed out
+    expect(page.locator("#tab")).to_be_hidden()
