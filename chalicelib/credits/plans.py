@@ -132,7 +132,10 @@ def mark_paid(workspace_id: str, paid_through: datetime, now: datetime, *, plan_
                 record = [Wallet.paid_until.set(new_until)]
                 if int(w.cycle_end) <= new_until:
                     record.append(Wallet.status.set("active"))
-                transact([Update(wallet_key(workspace_id), record, Wallet.cycle_start == int(w.cycle_start))])
+                try:
+                    transact([Update(wallet_key(workspace_id), record, Wallet.cycle_start == int(w.cycle_start))])
+                except Cancelled:
+                    continue  # the cycle moved on meanwhile: look again
                 return 0
             continue
     raise Unavailable("The wallet is busy; retry.", retry_after=1)
@@ -165,8 +168,9 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
         if w.sub_id == sub.id and w.sub_seen and sub.seen and sub.seen <= w.sub_seen:
             return "ignored: older than the state applied"
         if sub.status in ("canceled", "incomplete_expired"):
-            if w.sub_id not in (None, sub.id):
-                # Still remembered as ended, so that its late invoices cannot restart it.
+            if w.sub_id not in (None, sub.id) or (w.sub_id is None and w.plan_id == "enterprise"):
+                # Still remembered as ended, so that its late invoices cannot restart it. (An
+                # enterprise contract has no subscription: an old one's end leaves it as it is.)
                 transact([Update(wallet_key(workspace_id), [Wallet.subs_ended.add({sub.id})], Wallet.pk.exists())])
                 return "ignored: another subscription is current"
             start_plan(workspace_id, "free", None, sub.ends_at or now, now,
@@ -213,6 +217,9 @@ def follow(workspace_id: str, sub: Subscription, now: datetime) -> str:
                 actions.append(Wallet.pending.remove())
             ops, more = _regrant(w, sub, now)
             actions += more
+        # The link again (one more item, no more requests): subscriptions that began before links
+        # existed get theirs with their next event.
+        ops.append(Put(SubscriptionLink(f"sub#{sub.id}", "link", workspace_id=workspace_id)))
         try:
             transact([*ops, Update(wallet_key(workspace_id), actions, (Wallet.sub_id == sub.id) & _pinned(w))])
             return "applied"
@@ -312,7 +319,9 @@ def set_contract(workspace_id: str, credits: int, paid_through: datetime, now: d
         raise InvalidRequest("credits must not be negative.")
     w = load(workspace_id, now)
     if w.plan_id != "enterprise":
-        start_plan(workspace_id, "enterprise", "month", now, now, extra=[Wallet.contract_credits.set(credits)])
+        # The subscription it leaves has ended for the wallet: its late events must not restart it.
+        ended_sub = [Wallet.subs_ended.add({w.sub_id})] if w.sub_id else []
+        start_plan(workspace_id, "enterprise", "month", now, now, extra=[Wallet.contract_credits.set(credits), *ended_sub])
     else:
         transact([Update(wallet_key(workspace_id), [Wallet.contract_credits.set(credits)],
                          Wallet.plan_id == "enterprise")])

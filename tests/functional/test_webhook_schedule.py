@@ -67,3 +67,17 @@ def test_the_downgrade_taking_effect_clears_the_pending_change(api, stripe):
     assert deliver(api, updated).status_code == 200
     v = view(api, ws)
     assert (v["plan"]["id"], v["pending_change"]) == ("creator", None)
+
+
+def test_a_subscription_older_than_its_link_gets_one_with_its_next_event(api, stripe):
+    from chalicelib.credits.models import SubscriptionLink
+
+    ws = api.workspace("alice")
+    _subscribe(api, stripe, ws, price="price_pro_month")
+    SubscriptionLink("sub#sub_1", "link").delete()  # as before links were written
+    assert deliver(api, schedule_event(stripe, DOWNGRADE)).json["result"] == "ignored: not a subscription of ours"
+    updated = stripe.event("customer.subscription.updated",
+                           stripe.subscription(ws, "sub_1", "price_pro_month", START, END), created=START + 30)
+    assert deliver(api, updated).json["result"] == "applied"
+    assert deliver(api, schedule_event(stripe, DOWNGRADE, created=START + 90)).json["result"] == "pending creator month"
+    assert view(api, ws)["pending_change"] == CREATOR_FROM_END
