@@ -159,8 +159,11 @@ class StripeGateway:
         invoice = self._call(self.client.v1.invoices.retrieve, sub["latest_invoice"], {"expand": ["payments"]}).to_dict()
         payments = (invoice.get("payments") or {}).get("data") or []
         intent = payments[0]["payment"].get("payment_intent") if payments else None
+        # From when Stripe cancelled it, which a resend's replay repeats: the same amount under the
+        # same refund key, however late the client retries (Stripe refuses a key with new params).
+        cancelled_at = sub.get("canceled_at") or sub.get("ended_at") or int(time.time())
         amount = refund_for_unused_time(invoice["amount_paid"], item["current_period_start"],
-                                        item["current_period_end"], int(time.time()))
+                                        item["current_period_end"], cancelled_at)
         if intent and amount:
             self._call(self.client.v1.refunds.create, {"payment_intent": intent, "amount": amount},
                        {"idempotency_key": f"cancel-refund-{sub_id}"})

@@ -140,6 +140,11 @@ def cancel(who: Principal, workspace_id: str, when: str, now: datetime) -> dict:
     if when == "now":
         sub = gateway().cancel_now(w.sub_id, key=f"cancel-{w.sub_id}")
     else:
+        if w.pending is not None:
+            # Stripe refuses to cancel at period end a subscription a schedule manages: the
+            # scheduled change goes first (it could never take effect after the end anyway).
+            gateway().schedule_price(w.sub_id, None)
+            _set_pending(workspace_id, w.sub_id, None, now)
         sub = gateway().update_subscription(w.sub_id, cancel_at_period_end=True)
     events.apply_subscription(sub, now, deleted=when == "now")
     return wallets.view(wallets.load(workspace_id, now))

@@ -89,7 +89,8 @@ class FakeStripeHTTP(stripe.HTTPClient):
             return copy.deepcopy(self.sub)
         if route == "DELETE /v1/subscriptions/{id}":
             self.applied.append(route)
-            self.sub.update(status="canceled", ended_at=self.sub["items"]["data"][0]["current_period_start"] + 86400)
+            at = self.sub["items"]["data"][0]["current_period_start"] + 86400
+            self.sub.update(status="canceled", ended_at=at, canceled_at=at)
             return copy.deepcopy(self.sub)
         if route == "POST /v1/subscription_schedules":
             self.applied.append(route)

@@ -157,6 +157,8 @@ def test_cancel_now_is_resent_with_its_keys_and_a_retry_refunds_once(api, stripe
     assert (r.status_code, r.json["plan"]["id"]) == (200, "free")
     assert stripe_net.keys(CANCEL) == ["cancel-sub_1"] * 3
     assert stripe_net.keys(REFUNDS) == ["cancel-refund-sub_1"] * 4
+    # One amount under that key, from when Stripe cancelled (a day into 28): 1200 * 27 / 28.
+    assert [c["params"]["amount"] for c in stripe_net.calls(REFUNDS)] == [["1157"]] * 4
     assert stripe_net.applied.count(REFUNDS) == 1
     assert entries(api, ws)[0][0] == "grant"  # the free plan's credits
 
@@ -190,3 +192,17 @@ def test_a_downgrade_and_its_withdrawal_are_resent_with_one_key_each(api, stripe
     r = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "creator", "interval": "month"})
     assert (r.status_code, r.json["error"]["code"]) == (503, "unavailable")
     assert api.get(f"/v1/workspaces/{ws}/subscription", "alice").json["pending_change"] is None
+
+
+def test_cancelling_at_period_end_releases_a_scheduled_downgrade_first(api, stripe_net, webhook_secret):
+    """Stripe refuses cancel_at_period_end on a subscription a schedule manages."""
+    ws = stripe_net.ws
+    stripe_net.sub["items"]["data"][0]["price"]["id"] = "price_pro_month"
+    _subscribe(api, ws, price="price_pro_month")
+    r = api.post(f"/v1/workspaces/{ws}/subscription/change", "alice", {"plan": "creator", "interval": "month"})
+    assert r.json["pending_change"]["plan"] == "creator"
+    r = api.post(f"/v1/workspaces/{ws}/subscription/cancel", "alice", {"when": "period_end"})
+    assert (r.status_code, r.json["status"], r.json["ends_on"], r.json["pending_change"]) == (200, "ending", "2027-02-28", None)
+    changes = [c["route"] for c in stripe_net.requests if c["route"] in (RELEASE, UPDATE)]
+    assert changes == [RELEASE, UPDATE]
+    assert stripe_net.calls(UPDATE)[0]["params"]["cancel_at_period_end"] == ["true"]
