@@ -231,7 +231,7 @@ def standin_checkout(session_id):
 @http.handled
 def standin_pay(session_id):
     session = _standin().StandIn().complete(session_id)
-    return _redirect(session["success_url"])
+    return _redirect(f"/standin/checkout/{session_id}" if session.get("expired") else session["success_url"])
 
 
 @app.route("/standin/portal/{customer}", methods=["GET"])

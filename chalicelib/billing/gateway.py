@@ -45,6 +45,7 @@ class CheckoutRequest:
 class Gateway(Protocol):
     def create_customer(self, workspace_id: str, name: str) -> str: ...
     def checkout(self, request: CheckoutRequest) -> tuple[str, str]: ...  # (url, session id)
+    def expire_checkout(self, session_id: str) -> None: ...
     def portal(self, customer: str, return_url: str) -> str: ...
     def update_subscription(self, sub_id: str, *, price_id: str | None = None,
                             cancel_at_period_end: bool | None = None, key: str = "") -> dict: ...
@@ -111,6 +112,16 @@ class StripeGateway:
             params["payment_intent_data"] = {"metadata": r.metadata}
         s = self._call(self.client.v1.checkout.sessions.create, params, {"idempotency_key": r.key})
         return s.url, s.id
+
+    def expire_checkout(self, session_id: str) -> None:
+        """Close a checkout session nobody paid yet; one that is no longer open (paid or expired)
+        is left as it is."""
+        try:
+            self._call(self.client.v1.checkout.sessions.expire, session_id, None,
+                       {"idempotency_key": f"expire-{session_id}"})
+        except PaymentProviderError as e:
+            if not isinstance(e.__cause__, self.stripe.InvalidRequestError):
+                raise
 
     def portal(self, customer: str, return_url: str) -> str:
         return self._call(self.client.v1.billing_portal.sessions.create,

@@ -59,6 +59,12 @@ def checkout_subscription(who: Principal, workspace_id: str, plan_id: str, inter
         workspace_id, _customer(w), "subscription", price.price_id,
         {"workspace_id": workspace_id, "kind": "subscription", "plan": plan.id}, success, cancel,
         key=f"checkout-{workspace_id}-{key or uuid.uuid4()}"))
+    if w.open_checkout != session_id:
+        # One payable subscription checkout per workspace: a second tab paid as well would start
+        # a second subscription, billed but not the workspace's. The older offer closes.
+        if w.open_checkout:
+            gateway().expire_checkout(w.open_checkout)
+        transact([Update(wallet_key(workspace_id), [Wallet.open_checkout.set(session_id)], Wallet.pk.exists())])
     return {"checkout_url": url, "session_id": session_id}
 
 

@@ -130,11 +130,23 @@ class StandIn:
         return "cus_local_" + hashlib.sha256(workspace_id.encode()).hexdigest()[:16]
 
     def checkout(self, r: CheckoutRequest) -> tuple[str, str]:
-        session_id = _id("cs_local")
+        # Like Stripe, the same idempotency key gives the same session.
+        session_id = f"cs_local_{hashlib.sha256(r.key.encode()).hexdigest()[:26]}" if r.key else _id("cs_local")
+        try:
+            _load(session_id)
+            return f"{config.settings().public_url}/standin/checkout/{session_id}", session_id
+        except NotFound:
+            pass
         _save(session_id, {"id": session_id, "workspace_id": r.workspace_id, "customer": r.customer,
                            "mode": r.mode, "price_id": r.price_id, "metadata": r.metadata, "completed": False,
                            "success_url": r.success_url, "cancel_url": r.cancel_url})
         return f"{config.settings().public_url}/standin/checkout/{session_id}", session_id
+
+    def expire_checkout(self, session_id: str) -> None:
+        s = _load(session_id)
+        if not s["completed"]:
+            s["expired"] = True
+            _save(session_id, s)
 
     def portal(self, customer: str, return_url: str) -> str:
         return f"{config.settings().public_url}/standin/portal/{customer}"
@@ -183,7 +195,7 @@ class StandIn:
     def complete(self, session_id: str) -> dict:
         """The checkout page's Pay button: what Stripe does when a customer pays."""
         s = _load(session_id)
-        if s["completed"]:
+        if s["completed"] or s.get("expired"):
             return s
         now = int(clock.now().timestamp())
         obj = {"id": session_id, "object": "checkout.session", "mode": s["mode"], "status": "complete",
@@ -263,6 +275,9 @@ def checkout_page(session_id: str) -> str:
             if item else s["price_id"])
     if s["completed"]:
         return _page("Paid", f"<p>{what}</p><p>This checkout is complete.</p>")
+    if s.get("expired"):
+        return _page("Expired", f"<p>{what}</p><p>This checkout has expired: a newer one was started.</p>"
+                                f"<p><a href='{s['cancel_url']}'>Go back</a></p>")
     return _page("Checkout", f"<p>{what}</p><form method=post action='/standin/checkout/{session_id}/pay'>"
                              f"<button type=submit>Pay</button></form>"
                              f"<p><a href='{s['cancel_url']}'>Cancel and go back</a></p>")

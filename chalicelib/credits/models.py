@@ -94,6 +94,7 @@ class Wallet(_Base):
     subs_ended = UnicodeSetAttribute(null=True)  # every subscription that ended (Stripe never restarts one)
     ends_at = NumberAttribute(null=True)  # cancelled at period end: when it returns to free
     pending = MapAttribute(null=True)  # a scheduled downgrade: {plan, interval, effective_at}
+    open_checkout = UnicodeAttribute(null=True)  # the newest subscription checkout session offered
     schedule_seen = UnicodeAttribute(null=True)  # newest schedule state applied: "created:event"
     renew_shard = UnicodeAttribute(null=True)
     renews_at = NumberAttribute(null=True)

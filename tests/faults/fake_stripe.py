@@ -19,6 +19,8 @@ ERRORS = {
                             "message": "Request rate limit exceeded. Learn more about rate limits here "
                                        "https://stripe.com/docs/rate-limits."}}),
     "500": (500, {"error": {"type": "api_error", "message": "Sorry, something went wrong."}}),
+    "400": (400, {"error": {"type": "invalid_request_error", "code": "checkout_session_not_active",
+                            "message": "Only Checkout Sessions with a status of `open` can be expired."}}),
 }
 
 
@@ -74,6 +76,9 @@ class FakeStripeHTTP(stripe.HTTPClient):
             self.applied.append(route)
             n = len(self.applied)
             return {"id": f"cs_fake_{n}", "object": "checkout.session", "url": f"https://checkout.stripe.com/c/pay/cs_fake_{n}"}
+        if route.startswith("POST /v1/checkout/sessions/") and route.endswith("/expire"):
+            self.applied.append(route)
+            return {"id": route.split("/")[4], "object": "checkout.session", "status": "expired"}
         if route == "POST /v1/billing_portal/sessions":
             return {"id": "bps_1", "object": "billing_portal.session", "url": "https://billing.stripe.com/p/session/1"}
         if route == "GET /v1/subscriptions/{id}":

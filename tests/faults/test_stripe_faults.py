@@ -206,3 +206,28 @@ def test_cancelling_at_period_end_releases_a_scheduled_downgrade_first(api, stri
     changes = [c["route"] for c in stripe_net.requests if c["route"] in (RELEASE, UPDATE)]
     assert changes == [RELEASE, UPDATE]
     assert stripe_net.calls(UPDATE)[0]["params"]["cancel_at_period_end"] == ["true"]
+
+
+def subscription_checkout(api, ws, key):
+    return api.post(f"/v1/workspaces/{ws}/checkout/subscription", "alice", {"plan": "creator", "interval": "month"},
+                    headers={"Idempotency-Key": key})
+
+
+def test_a_newer_subscription_checkout_expires_the_older_once(api, stripe_net):
+    ws = stripe_net.ws
+    first = subscription_checkout(api, ws, "tab-1").json["session_id"]
+    expire = f"POST /v1/checkout/sessions/{first}/expire"
+    stripe_net.fail(expire, "500")
+    second = subscription_checkout(api, ws, "tab-2")
+    assert second.status_code == 201 and second.json["session_id"] != first
+    assert stripe_net.keys(expire) == [f"expire-{first}"] * 2  # stripe-python resent the 500, same key
+    assert stripe_net.applied.count(expire) == 1
+
+
+def test_an_older_checkout_already_paid_or_expired_is_left_as_it_is(api, stripe_net):
+    ws = stripe_net.ws
+    first = subscription_checkout(api, ws, "tab-1").json["session_id"]
+    stripe_net.fail(f"POST /v1/checkout/sessions/{first}/expire", "400")
+    r = subscription_checkout(api, ws, "tab-2")
+    assert r.status_code == 201
+    assert stripe_net.applied.count(f"POST /v1/checkout/sessions/{first}/expire") == 0

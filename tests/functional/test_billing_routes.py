@@ -129,3 +129,22 @@ def test_a_switch_scheduled_in_the_portal_is_the_same_pending_change_as_through_
     assert v["pending_change"]["plan"] == "creator" and v["pending_change"]["interval"] == "year"
     assert api.client.http.post(f"/standin/portal/{customer}/keep", body="").status_code == 303
     assert view(api, ws)["pending_change"] is None
+
+
+def test_a_second_subscription_checkout_closes_the_first(api):
+    """Two tabs, two checkouts: only the newest can be paid, so one subscription is started."""
+    ws = api.workspace("alice")
+    first = api.post(f"/v1/workspaces/{ws}/checkout/subscription", "alice", {"plan": "creator", "interval": "month"},
+                     headers={"Idempotency-Key": "tab-1"}).json
+    again = api.post(f"/v1/workspaces/{ws}/checkout/subscription", "alice", {"plan": "creator", "interval": "month"},
+                     headers={"Idempotency-Key": "tab-1"}).json
+    assert again == first  # the same key is the same checkout, still open
+    second = pay(api, "alice", ws, "checkout/subscription", {"plan": "pro", "interval": "month"})
+    assert second["session_id"] != first["session_id"]
+    done = api.client.http.post(f"/standin/checkout/{first['session_id']}/pay", body="")
+    assert (done.status_code, done.headers["Location"]) == (303, f"/standin/checkout/{first['session_id']}")
+    page = api.client.http.get(f"/standin/checkout/{first['session_id']}")
+    assert b"This checkout has expired" in page.body
+    v = view(api, ws)
+    assert (v["plan"]["id"], v["balance"]["plan"]) == ("pro", 2000)
+    assert len([r for r in standin.StandinRecord.scan() if r.pk.startswith("standin#sub_local")]) == 1
