@@ -12,9 +12,7 @@ Due wallets' cycles ended the day before the job's moment; the others renew on t
 month that follows, as in a real month."""
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,11 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.update(STAGE="test", AUTH_DEV_SECRET="bench-secret-0123456789abcdef012345", TABLE_NAME="bench-renewal",
-                  AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-1",
-                  AWS_REGION="eu-west-1")
-os.environ.pop("DYNAMODB_ENDPOINT", None)
-os.environ.pop("CATALOG_PATH", None)
+from bench.inprocess import use_moto  # noqa: E402
+
+use_moto("bench-renewal")
 
 from dateutil.relativedelta import relativedelta  # noqa: E402
 

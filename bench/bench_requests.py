@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import statistics
 import subprocess
 import sys
@@ -20,9 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.update(STAGE="test", AUTH_DEV_SECRET="bench-secret-0123456789abcdef012345", TABLE_NAME="bench",
-                  AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-1")
-os.environ.pop("DYNAMODB_ENDPOINT", None)
+from bench.inprocess import use_moto  # noqa: E402
+
+use_moto("bench")
 
 from bench.counting import attach_to_models  # noqa: E402
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import random
 import sys
 from collections import Counter
@@ -30,12 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.update(STAGE="test", AUTH_DEV_SECRET="bench-secret-0123456789abcdef012345", TABLE_NAME="bench-simulation",
-                  AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-1",
-                  AWS_REGION="eu-west-1")
-os.environ.pop("DYNAMODB_ENDPOINT", None)
-os.environ.pop("STRIPE_SECRET_KEY", None)
-os.environ.pop("CATALOG_PATH", None)
+from bench.inprocess import use_moto  # noqa: E402
+
+use_moto("bench-simulation")
 
 
 def operations(sim, rng: random.Random) -> list[tuple[str, int, object]]:

@@ -16,9 +16,7 @@ and the rows where the old shape differs are listed after it.
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # figures, not a log line per request
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,12 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SECRET = "whsec_bench_0123456789"
-os.environ.update(STAGE="test", AUTH_DEV_SECRET="bench-secret-0123456789abcdef012345", TABLE_NAME="bench-webhook",
-                  AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="eu-west-1",
-                  AWS_REGION="eu-west-1", STRIPE_WEBHOOK_SECRET=SECRET)
-os.environ.pop("DYNAMODB_ENDPOINT", None)
-os.environ.pop("STRIPE_SECRET_KEY", None)
-os.environ.pop("CATALOG_PATH", None)
+from bench.inprocess import use_moto  # noqa: E402
+
+use_moto("bench-webhook", STRIPE_WEBHOOK_SECRET=SECRET)
 
 from dateutil.relativedelta import relativedelta  # noqa: E402
 
