@@ -75,7 +75,8 @@ def handled(view: Callable) -> Callable:
 
 
 def _store_fault(e: Exception) -> ServiceError | None:
-    """503 for a DynamoDB throttle, 5xx or timeout (see credits/store.py), else None."""
+    """503 for a DynamoDB throttle, 5xx or timeout (see credits/store.py), else None. The credits
+    code retries its requests itself; this is the net for a request made elsewhere without."""
     import sys
 
     if "pynamodb" not in sys.modules:

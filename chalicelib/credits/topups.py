@@ -11,7 +11,7 @@ from ..errors import NotFound, Unavailable
 from . import rules
 from .actors import SYSTEM_ACTOR
 from .models import Entry, TopupRecord, Wallet
-from .store import MAX_ATTEMPTS, Cancelled, Put, Update, transact, wallet_key
+from .store import MAX_ATTEMPTS, Cancelled, Put, Update, read, transact, wallet_key
 
 
 def credit(workspace_id: str, session_id: str, credits: int, amount: int, payment_intent: str | None,
@@ -66,7 +66,7 @@ def take_back(payment_intent: str | None, reversed_amount: int, source: str, now
     w = None  # the wallet as a refused write reported it; the first attempt needs no read
     for _ in range(MAX_ATTEMPTS):
         try:
-            record = TopupRecord.get(f"pi#{payment_intent}", "topup", consistent_read=True)
+            record = read(lambda: TopupRecord.get(f"pi#{payment_intent}", "topup", consistent_read=True))
         except DoesNotExist:
             record = None
         if record is None or record.credits is None:

@@ -12,7 +12,7 @@ from ..errors import Forbidden, NotFound
 from . import ledger, rules
 from .actors import SYSTEM_ACTOR
 from .models import Entry, Membership, Wallet, plain
-from .store import Cancelled, Put, Update, get_wallet, transact, wallet_key
+from .store import Cancelled, Put, Update, get_wallet, read, transact, wallet_key
 
 ROLES = {"member": 1, "admin": 2, "owner": 3}
 RENEW_SHARDS = 8  # the renewal index is read shard by shard; spreads a busy day's writes
@@ -83,7 +83,7 @@ def open_workspace(workspace_id: str, name: str, kind: str, owner: str, now: dat
 
 
 def memberships(user_id: str) -> list[Membership]:
-    return list(Membership.query(f"user#{user_id}", consistent_read=True))
+    return read(lambda: list(Membership.query(f"user#{user_id}", consistent_read=True)))
 
 
 def ensure_personal(user_id: str, now: datetime) -> list[Membership]:
