@@ -128,10 +128,10 @@ def out_of_time() -> bool:
     return deadline is not None and monotonic() >= deadline
 
 
-def backoff(attempt: int, base: float = 0.001, cap: float = 0.1) -> None:
-    """Full jitter (AWS's advice for contended writes): 0 to 2, 4, 8 ... ms, at most 100 ms."""
+def backoff(attempt: int) -> None:
+    """Before a write retried after a refused condition (a hot wallet): as after a conflict."""
     if attempt:
-        sleep(rng.uniform(0, min(cap, base * 2**attempt)))
+        sleep(_delay("conflict", attempt - 1))
 
 
 def fault(e: PynamoDBException) -> str | None:
@@ -156,6 +156,8 @@ def fault(e: PynamoDBException) -> str | None:
 
 
 def _delay(kind: str, attempt: int) -> float:
+    """Full jitter (AWS's advice for contended writes): up to 2, 4, 8 ... ms, at most 100 ms, for
+    a conflict; up to 0.1, 0.2, 0.4 ... s, at most 1 s, for throttling."""
     # Conflicts clear in milliseconds; throttling outlived botocore's own backoff and needs longer.
     base, cap = (0.001, 0.1) if kind == "conflict" else (0.05, 1.0)
     return rng.uniform(0, min(cap, base * 2 ** (attempt + 1)))
